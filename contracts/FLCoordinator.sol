@@ -1,0 +1,724 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {PackedVectors} from "./PackedVectors.sol";
+
+/// @title FLCoordinator
+/// @notice Takes the place of a federated-learning aggregation server. Clients submit quantized,
+/// packed model weights once per round; the contract averages them (plain mean or FedAvg weighted
+/// by sample count) with exact integer arithmetic, stores the global model, and credits every
+/// submitter a tiered reward by the distance of its weights from the current global model.
+/// Rewards are pulled with `withdraw`.
+/// @dev Life cycle: deployed in `Setup`; the owner loads the initial global model (in chunks if it
+/// is large); the last chunk opens round 1. A round closes when `targetSubmissions` complete
+/// submissions arrived, or, once its deadline passed, as soon as `minSubmissions` did (on the
+/// next submission or a `finalize` call). A round whose deadline passes below the minimum is not
+/// lost: `finalize` extends its deadline by one `roundDuration`, keeping every submission and
+/// credit it holds. Closing computes the new model, opens the next round and never loops over
+/// participants: per-round sums live in packed storage words that a submission updates in place.
+///
+/// A vector too large for one transaction is sent in segments of `wordsPerSegment` words, in
+/// order. Each segment's sum and weight are kept apart, so a segment that arrived counts in its
+/// segment's average even if its sender never finishes; the reward is paid on the last segment.
+contract FLCoordinator {
+    using PackedVectors for uint256;
+
+    // ---------------------------------------------------------------- types
+
+    /// @notice How a round's submissions are combined.
+    enum Aggregation {
+        Mean, // plain mean, as in the seed paper
+        SampleWeighted // FedAvg: weighted by each client's sample count
+    }
+
+    /// @notice The distance between a submission and the current global model, on quantized integers.
+    enum Distance {
+        L1,
+        SquaredL2
+    }
+
+    /// @notice Where the contract is in its life cycle.
+    enum Phase {
+        Setup,
+        Open
+    }
+
+    /// @notice Deployment parameters. All are validated by the constructor.
+    struct Parameters {
+        uint256 numWeights; // length of the model vector
+        uint256 scale; // fixed point: weight = q / scale (read by clients)
+        uint256 maxAbsWeight; // |q| <= maxAbsWeight <= 32767
+        uint256 targetSubmissions; // a round closes as soon as this many complete
+        uint256 minSubmissions; // after the deadline, a round closes with this many
+        uint256 roundDuration; // seconds from a round's opening to its deadline
+        Aggregation aggregation;
+        uint256 maxSampleCount; // bound on the sample count a client may declare
+        Distance distance;
+        bool allowlistEnabled; // true: only accounts the owner allowed may submit
+        uint256 minRewardDistance; // closer than this to the global model earns nothing (0: off)
+        uint256 maxCountedDistance; // farther than this: no reward, left out of the average (0: off)
+        uint256 wordsPerSegment; // words per transaction for large vectors (>= words: one segment)
+        uint256[] tierThresholds; // ascending distance thresholds, inclusive
+        uint256[] tierRewards; // descending rewards in wei, one per threshold
+    }
+
+    // ---------------------------------------------------------------- errors
+
+    /// @notice A deployment parameter is invalid.
+    error CoordinatorInvalidParameter(string name, uint256 value);
+    /// @notice `caller` is not the owner.
+    error CoordinatorUnauthorized(address caller);
+    /// @notice The contract is in `phase`, which does not allow this call.
+    error CoordinatorWrongPhase(Phase phase);
+    /// @notice `account` is not on the allowlist.
+    error CoordinatorNotEligible(address account);
+    /// @notice A submission named round `given` while round `current` is open.
+    error CoordinatorWrongRound(uint256 given, uint256 current);
+    /// @notice `account` already completed its submission for `round`.
+    error CoordinatorAlreadySubmitted(uint256 round, address account);
+    /// @notice `round` already has `targetSubmissions` submissions under way.
+    error CoordinatorRoundFull(uint256 round, uint256 started);
+    /// @notice Segment (or model chunk) `given` arrived where `expected` was due.
+    error CoordinatorWrongSegment(uint256 expected, uint256 given);
+    /// @notice The packed vector has `given` words where `expected` were due.
+    error CoordinatorWrongLength(uint256 expected, uint256 given);
+    /// @notice Weight `index` decodes to `value`, outside `[-maxAbs, maxAbs]` (or nonzero padding).
+    error CoordinatorWeightOutOfRange(uint256 index, int256 value, uint256 maxAbs);
+    /// @notice The declared sample count is zero or above `max`.
+    error CoordinatorInvalidSampleCount(uint256 sampleCount, uint256 max);
+    /// @notice The round cannot be finalized before its deadline.
+    error CoordinatorNotClosable(uint256 round, uint256 deadline, uint256 completed, uint256 minimum);
+    /// @notice `account` has no credit to withdraw.
+    error CoordinatorNothingToWithdraw(address account);
+    /// @notice Sending `amount` to `account` failed; its credit is unchanged.
+    error CoordinatorWithdrawalFailed(address account, uint256 amount);
+    /// @notice Funding with zero value.
+    error CoordinatorZeroFunding();
+
+    // ---------------------------------------------------------------- events
+
+    /// @notice The owner loaded `count` words of the initial model starting at `firstWord`.
+    event InitialModelLoaded(uint256 firstWord, uint256 count);
+    /// @notice Round `round` opened; it can be finalized from `deadline` on.
+    event RoundOpened(uint256 indexed round, uint256 deadline);
+    /// @notice Round `round` reached its deadline below the minimum; its deadline moved to `deadline`.
+    event RoundExtended(uint256 indexed round, uint256 deadline);
+    /// @notice Round `round` closed with `submissions` complete submissions; model `modelVersion`
+    /// with hash `modelHash` is now the global model.
+    event RoundClosed(uint256 indexed round, uint256 modelVersion, bytes32 modelHash, uint256 submissions);
+    /// @notice `client` sent segment `segment` of its round-`round` vector (multi-segment vectors only).
+    event SegmentAccepted(uint256 indexed round, address indexed client, uint256 segment, bool counted);
+    /// @notice `client` completed its round-`round` submission and was credited `reward` wei.
+    /// `tier` is the index of the reward tier, or 255 for none; `counted` is false when the
+    /// distance exceeded `maxCountedDistance` and the submission was left out of the average.
+    event SubmissionAccepted(
+        uint256 indexed round,
+        address indexed client,
+        uint256 sampleCount,
+        uint256 distance,
+        uint8 tier,
+        uint256 reward,
+        bool counted
+    );
+    /// @notice `funder` added `amount` wei to the reward pool.
+    event PoolFunded(address indexed funder, uint256 amount);
+    /// @notice `client` withdrew `amount` wei of credit.
+    event CreditWithdrawn(address indexed client, uint256 amount);
+    /// @notice The owner set `account`'s eligibility to `allowed`.
+    event AllowlistUpdated(address indexed account, bool allowed);
+    /// @notice Ownership moved from `previousOwner` to `newOwner`.
+    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+
+    // ---------------------------------------------------------------- constants and immutables
+
+    /// @notice Tier index reported when no tier applies.
+    uint8 public constant NO_TIER = 255;
+    uint256 private constant MAX_WEIGHTS = 1 << 24;
+    uint256 private constant MAX_TIERS = 16;
+    // Storage regions (ERC-7201 style namespaced slots) for the model and the round sums.
+    uint256 private constant MODEL_BASE = uint256(keccak256("fl.coordinator.model")) - 1;
+    uint256 private constant SUM_BASE = uint256(keccak256("fl.coordinator.sums")) - 1;
+
+    /// @notice Length of the model vector.
+    uint256 public immutable numWeights;
+    /// @notice Words of 16 lanes that hold the model.
+    uint256 public immutable numWords;
+    /// @notice Fixed-point scale: weight = q / scale.
+    uint256 public immutable scale;
+    /// @notice Largest |q| a submission may carry.
+    uint256 public immutable maxAbsWeight;
+    /// @notice Complete submissions that close a round at once.
+    uint256 public immutable targetSubmissions;
+    /// @notice Complete submissions needed to close a round after its deadline.
+    uint256 public immutable minSubmissions;
+    /// @notice Seconds from a round's opening to its deadline.
+    uint256 public immutable roundDuration;
+    /// @notice Plain mean or sample-weighted FedAvg.
+    Aggregation public immutable aggregation;
+    /// @notice Largest sample count a client may declare.
+    uint256 public immutable maxSampleCount;
+    /// @notice L1 or squared L2 distance.
+    Distance public immutable distance;
+    /// @notice Whether only allowlisted accounts may submit.
+    bool public immutable allowlistEnabled;
+    /// @notice Free-rider guard: a distance below this earns nothing.
+    uint256 public immutable minRewardDistance;
+    /// @notice Poisoning bound: a distance above this earns nothing and is not averaged.
+    uint256 public immutable maxCountedDistance;
+    /// @notice Words per segment; a vector of more words is sent in several transactions.
+    uint256 public immutable wordsPerSegment;
+    /// @notice Segments per vector.
+    uint256 public immutable numSegments;
+    /// @notice Bits per lane of the round sums (16, 32, 64 or 128), chosen from the parameters.
+    uint256 public immutable laneBits;
+
+    uint256 private immutable _sumWordsPerWord; // laneBits / 16
+    uint256 private immutable _lanesPerSumWord; // 256 / laneBits
+    uint256 private immutable _spreadMask; // 0xFFFF at the bottom of every sum lane
+    uint256 private immutable _sumHighBits; // top bit of every sum lane
+    uint256 private immutable _sumStart; // 1 in every sum lane: keeps sum words nonzero (cheap SSTORE)
+    uint256 private immutable _lows; // OFFSET - maxAbsWeight in every 32-bit lane
+    uint256 private immutable _highs; // OFFSET + maxAbsWeight in every 32-bit lane
+
+    // ---------------------------------------------------------------- storage
+
+    /// @notice The account that loads the initial model and manages the allowlist.
+    address public owner;
+
+    // One slot: the open round. Deadlines and counters fit their widths for any realistic chain.
+    struct RoundState {
+        uint64 number;
+        uint64 deadline;
+        uint32 started; // submissions with at least one segment in
+        uint32 completed; // submissions with every segment in
+        Phase phase;
+    }
+
+    RoundState private _round;
+
+    /// @notice Closed rounds so far; the initial model is version 0.
+    uint256 public modelVersion;
+    /// @notice keccak256 of the packed global model words.
+    bytes32 public modelHash;
+
+    uint256 private _loadedWords;
+    uint256[] private _tierThresholds;
+    uint256[] private _tierRewards;
+
+    // round << 128 | weight sum of the segment in that round: stale rounds read as zero, and
+    // the slot never returns to zero, so its writes stay at the nonzero-to-nonzero price.
+    mapping(uint256 segment => uint256 roundAndWeight) private _segmentWeight;
+    // round << 192 | segments done << 160 | sample count << 128 | distance so far
+    mapping(address client => uint256 packedProgress) private _progress;
+
+    /// @notice Whether `account` may submit when the allowlist is enabled.
+    mapping(address account => bool isAllowed) public allowed;
+    /// @notice Wei credited to `account` and not yet withdrawn.
+    mapping(address account => uint256 amount) public credit;
+
+    /// @notice Wei ever paid into the reward pool.
+    uint128 public totalFunded;
+    /// @notice Wei ever credited to clients (shares a slot with totalFunded).
+    uint128 public totalCredited;
+    /// @notice Wei ever withdrawn by clients.
+    uint256 public totalWithdrawn;
+
+    // ---------------------------------------------------------------- modifiers
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert CoordinatorUnauthorized(msg.sender);
+        _;
+    }
+
+    // ---------------------------------------------------------------- constructor
+
+    /// @notice Deploys a coordinator in `Setup`; any value sent funds the reward pool.
+    /// @param params The deployment parameters (see `Parameters`).
+    constructor(Parameters memory params) payable {
+        _validate(params);
+        uint256 maxWeight = params.aggregation == Aggregation.Mean ? 1 : params.maxSampleCount;
+        uint256 sumBound = params.targetSubmissions * maxWeight * params.maxAbsWeight;
+        uint256 bits = 16;
+        // Smallest lane that holds the largest possible signed sum and one offset-binary value
+        // times the largest weight (so that `spread` cannot spill into a neighbour lane).
+        while (bits < 128 && (sumBound >= (uint256(1) << (bits - 1)) || (maxWeight << 16) > (uint256(1) << bits))) {
+            bits *= 2;
+        }
+        if (sumBound >= (uint256(1) << 127)) revert CoordinatorInvalidParameter("sumBound", sumBound);
+
+        numWeights = params.numWeights;
+        numWords = PackedVectors.wordsFor(params.numWeights);
+        scale = params.scale;
+        maxAbsWeight = params.maxAbsWeight;
+        targetSubmissions = params.targetSubmissions;
+        minSubmissions = params.minSubmissions;
+        roundDuration = params.roundDuration;
+        aggregation = params.aggregation;
+        maxSampleCount = params.maxSampleCount;
+        distance = params.distance;
+        allowlistEnabled = params.allowlistEnabled;
+        minRewardDistance = params.minRewardDistance;
+        maxCountedDistance = params.maxCountedDistance == 0 ? type(uint256).max : params.maxCountedDistance;
+        uint256 words = PackedVectors.wordsFor(params.numWeights);
+        wordsPerSegment = params.wordsPerSegment < words ? params.wordsPerSegment : words;
+        numSegments = (words + wordsPerSegment - 1) / wordsPerSegment;
+        laneBits = bits;
+        _sumWordsPerWord = bits / 16;
+        _lanesPerSumWord = 256 / bits;
+        _spreadMask = PackedVectors.broadcast(0xFFFF, bits);
+        _sumHighBits = PackedVectors.broadcast(uint256(1) << (bits - 1), bits);
+        _sumStart = PackedVectors.broadcast(1, bits);
+        _lows = PackedVectors.broadcast(PackedVectors.OFFSET - params.maxAbsWeight, 32);
+        _highs = PackedVectors.broadcast(PackedVectors.OFFSET + params.maxAbsWeight, 32);
+        _tierThresholds = params.tierThresholds;
+        _tierRewards = params.tierRewards;
+
+        owner = msg.sender;
+        emit OwnershipTransferred(address(0), msg.sender);
+        if (msg.value > 0) _fund();
+    }
+
+    // ---------------------------------------------------------------- setup (owner)
+
+    /// @notice Loads the next `words.length` words of the initial global model; the last chunk
+    /// opens round 1.
+    /// @param firstWord Index of the first word in this chunk; must follow the previous chunk.
+    /// @param words Packed words (wire format of `PackedVectors`).
+    function loadInitialModel(uint256 firstWord, uint256[] calldata words) external onlyOwner {
+        _beforeLoad(firstWord, words.length);
+        for (uint256 i = 0; i < words.length; ++i) {
+            _checkRange(firstWord + i, words[i]);
+            _storeInitialWord(firstWord + i, words[i]);
+        }
+        _afterLoad(firstWord, words.length);
+    }
+
+    /// @notice Loads the next `count` words of the initial global model as zeros, without
+    /// calldata; the last chunk opens round 1.
+    /// @param firstWord Index of the first word; must follow the previous chunk.
+    /// @param count Number of words to load.
+    function loadZeroModel(uint256 firstWord, uint256 count) external onlyOwner {
+        _beforeLoad(firstWord, count);
+        uint256 zeros = PackedVectors.broadcast(PackedVectors.OFFSET, 16);
+        for (uint256 i = 0; i < count; ++i) {
+            _storeInitialWord(firstWord + i, zeros);
+        }
+        _afterLoad(firstWord, count);
+    }
+
+    /// @notice Sets whether each of `accounts` may submit (used when the allowlist is enabled).
+    /// @param accounts The accounts to update.
+    /// @param isAllowed Their new eligibility.
+    function setAllowed(address[] calldata accounts, bool isAllowed) external onlyOwner {
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            allowed[accounts[i]] = isAllowed;
+            emit AllowlistUpdated(accounts[i], isAllowed);
+        }
+    }
+
+    /// @notice Hands ownership to `newOwner`.
+    /// @param newOwner The new owner; not the zero address.
+    function transferOwnership(address newOwner) external onlyOwner {
+        if (newOwner == address(0)) revert CoordinatorInvalidParameter("newOwner", 0);
+        emit OwnershipTransferred(owner, newOwner);
+        owner = newOwner;
+    }
+
+    // ---------------------------------------------------------------- rounds
+
+    /// @notice Submits (a segment of) the caller's quantized weights for the open round, and on
+    /// the last segment credits its reward. Closes the round when it reaches its target, or when
+    /// its deadline passed and it reached its minimum.
+    /// @param round The open round's number (guards against a stale submission).
+    /// @param sampleCount Training samples behind the update (the FedAvg weight); the same for
+    /// every segment.
+    /// @param segment Index of this segment (0 for a vector that fits one transaction).
+    /// @param words The segment's packed words.
+    function submit(uint256 round, uint256 sampleCount, uint256 segment, uint256[] calldata words) external {
+        RoundState memory state = _round;
+        if (state.phase != Phase.Open) revert CoordinatorWrongPhase(state.phase);
+        if (round != state.number) revert CoordinatorWrongRound(round, state.number);
+        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
+        if (sampleCount == 0 || sampleCount > maxSampleCount) {
+            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
+        }
+
+        uint256 progress = _progress[msg.sender];
+        uint256 done;
+        uint256 distanceSoFar;
+        if (progress >> 192 == round) {
+            done = (progress >> 160) & type(uint32).max;
+            if (done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
+            uint256 declared = (progress >> 128) & type(uint32).max;
+            if (sampleCount != declared) revert CoordinatorInvalidSampleCount(sampleCount, declared);
+            distanceSoFar = uint128(progress);
+        } else {
+            if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
+            ++state.started;
+        }
+        if (segment != done) revert CoordinatorWrongSegment(done, segment);
+
+        uint256 firstWord = segment * wordsPerSegment;
+        uint256 remaining = numWords - firstWord;
+        uint256 expected = remaining < wordsPerSegment ? remaining : wordsPerSegment;
+        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
+
+        uint256 total = distanceSoFar + _measure(firstWord, words);
+        bool counted = total <= maxCountedDistance;
+        if (counted) _accumulate(round, segment, words, aggregation == Aggregation.Mean ? 1 : sampleCount);
+        ++done;
+        _progress[msg.sender] = (round << 192) | (done << 160) | (sampleCount << 128) | total;
+
+        if (numSegments > 1) emit SegmentAccepted(round, msg.sender, segment, counted);
+        if (done == numSegments) {
+            ++state.completed;
+            (uint8 tier, uint256 reward) = counted ? _reward(total) : (NO_TIER, 0);
+            emit SubmissionAccepted(round, msg.sender, sampleCount, total, tier, reward, counted);
+        }
+
+        if (
+            state.completed == targetSubmissions
+                || (block.timestamp >= state.deadline && state.completed >= minSubmissions)
+        ) {
+            _close(state);
+        } else {
+            _round = state;
+        }
+    }
+
+    /// @notice Closes the open round once its deadline passed and it has `minSubmissions`
+    /// complete submissions; below the minimum, extends its deadline by `roundDuration`.
+    function finalize() external {
+        RoundState memory state = _round;
+        if (state.phase != Phase.Open) revert CoordinatorWrongPhase(state.phase);
+        if (block.timestamp < state.deadline) {
+            revert CoordinatorNotClosable(state.number, state.deadline, state.completed, minSubmissions);
+        }
+        if (state.completed < minSubmissions) {
+            state.deadline = uint64(block.timestamp + roundDuration);
+            _round = state;
+            emit RoundExtended(state.number, state.deadline);
+            return;
+        }
+        _close(state);
+    }
+
+    // ---------------------------------------------------------------- money
+
+    /// @notice Adds the sent value to the reward pool. Anyone may fund.
+    function fund() external payable {
+        _fund();
+    }
+
+    /// @notice Plain transfers fund the reward pool too.
+    receive() external payable {
+        _fund();
+    }
+
+    /// @notice Sends the caller its whole credit (pull payment).
+    /// @dev Checks-effects-interactions: the credit is zeroed and the total updated before the
+    /// call, so a reentrant call finds nothing to withdraw.
+    function withdraw() external {
+        uint256 amount = credit[msg.sender];
+        if (amount == 0) revert CoordinatorNothingToWithdraw(msg.sender);
+        credit[msg.sender] = 0;
+        totalWithdrawn += amount;
+        emit CreditWithdrawn(msg.sender, amount);
+        (bool sent,) = payable(msg.sender).call{value: amount}("");
+        if (!sent) revert CoordinatorWithdrawalFailed(msg.sender, amount);
+    }
+
+    // ---------------------------------------------------------------- free reads
+
+    /// @notice The open round: its number, the phase, its deadline and its submissions.
+    /// @return number Round number (0 while in Setup).
+    /// @return phase Setup or Open.
+    /// @return deadline Unix time from which the round can be finalized.
+    /// @return started Submissions with at least one segment in.
+    /// @return completed Complete submissions.
+    function roundInfo()
+        external
+        view
+        returns (uint256 number, Phase phase, uint256 deadline, uint256 started, uint256 completed)
+    {
+        RoundState memory state = _round;
+        return (state.number, state.phase, state.deadline, state.started, state.completed);
+    }
+
+    /// @notice The global model in wire format (16 offset-binary lanes per word).
+    /// @return words The packed model.
+    function globalModel() external view returns (uint256[] memory words) {
+        words = new uint256[](numWords);
+        for (uint256 j = 0; j < words.length; ++j) {
+            words[j] = _load(MODEL_BASE + j);
+        }
+    }
+
+    /// @notice The global model decoded to signed quantized weights (weight = q / scale).
+    /// @return weights One entry per model weight.
+    function globalModelWeights() external view returns (int256[] memory weights) {
+        weights = new int256[](numWeights);
+        for (uint256 i = 0; i < weights.length; ++i) {
+            weights[i] = _load(MODEL_BASE + i / 16).signedLane(i % 16);
+        }
+    }
+
+    /// @notice Progress of `client` in its latest round.
+    /// @return round The round it last submitted to (0: never).
+    /// @return segmentsDone Segments it sent in that round (`numSegments` means complete).
+    /// @return sampleCount The sample count it declared.
+    /// @return distanceSoFar Its distance over the segments sent.
+    function submissionOf(address client)
+        external
+        view
+        returns (uint256 round, uint256 segmentsDone, uint256 sampleCount, uint256 distanceSoFar)
+    {
+        uint256 progress = _progress[client];
+        return (progress >> 192, (progress >> 160) & type(uint32).max, (progress >> 128) & type(uint32).max, uint128(progress));
+    }
+
+    /// @notice Whether `client` completed its submission for `round`.
+    function hasSubmitted(address client, uint256 round) external view returns (bool) {
+        uint256 progress = _progress[client];
+        return progress >> 192 == round && (progress >> 160) & type(uint32).max == numSegments;
+    }
+
+    /// @notice The reward tiers.
+    /// @return thresholds Ascending inclusive distance thresholds.
+    /// @return rewards Wei paid within each threshold.
+    function rewardTiers() external view returns (uint256[] memory thresholds, uint256[] memory rewards) {
+        return (_tierThresholds, _tierRewards);
+    }
+
+    /// @notice Wei in the pool not yet credited to anyone.
+    function availableRewards() public view returns (uint256) {
+        return uint256(totalFunded) - uint256(totalCredited);
+    }
+
+    // ---------------------------------------------------------------- internal
+
+    function _validate(Parameters memory p) private pure {
+        if (p.numWeights == 0 || p.numWeights > MAX_WEIGHTS) revert CoordinatorInvalidParameter("numWeights", p.numWeights);
+        if (p.scale == 0) revert CoordinatorInvalidParameter("scale", p.scale);
+        if (p.maxAbsWeight == 0 || p.maxAbsWeight >= PackedVectors.OFFSET) {
+            revert CoordinatorInvalidParameter("maxAbsWeight", p.maxAbsWeight);
+        }
+        if (p.targetSubmissions == 0 || p.targetSubmissions > type(uint32).max) {
+            revert CoordinatorInvalidParameter("targetSubmissions", p.targetSubmissions);
+        }
+        if (p.minSubmissions == 0 || p.minSubmissions > p.targetSubmissions) {
+            revert CoordinatorInvalidParameter("minSubmissions", p.minSubmissions);
+        }
+        if (p.roundDuration == 0 || p.roundDuration > 365 days) {
+            revert CoordinatorInvalidParameter("roundDuration", p.roundDuration);
+        }
+        if (p.maxSampleCount == 0 || p.maxSampleCount > type(uint32).max) {
+            revert CoordinatorInvalidParameter("maxSampleCount", p.maxSampleCount);
+        }
+        if (p.wordsPerSegment == 0) revert CoordinatorInvalidParameter("wordsPerSegment", 0);
+        uint256 tiers = p.tierThresholds.length;
+        if (tiers == 0 || tiers > MAX_TIERS) revert CoordinatorInvalidParameter("tierCount", tiers);
+        if (p.tierRewards.length != tiers) revert CoordinatorInvalidParameter("tierRewards", p.tierRewards.length);
+        for (uint256 i = 0; i < tiers; ++i) {
+            if (i > 0 && p.tierThresholds[i] <= p.tierThresholds[i - 1]) {
+                revert CoordinatorInvalidParameter("tierThresholds", i);
+            }
+            if (p.tierRewards[i] == 0 || (i > 0 && p.tierRewards[i] >= p.tierRewards[i - 1])) {
+                revert CoordinatorInvalidParameter("tierRewards", i);
+            }
+        }
+        if (p.maxCountedDistance != 0 && p.maxCountedDistance < p.minRewardDistance) {
+            revert CoordinatorInvalidParameter("maxCountedDistance", p.maxCountedDistance);
+        }
+    }
+
+    function _beforeLoad(uint256 firstWord, uint256 count) private view {
+        if (_round.phase != Phase.Setup) revert CoordinatorWrongPhase(_round.phase);
+        if (firstWord != _loadedWords) revert CoordinatorWrongSegment(_loadedWords, firstWord);
+        if (count == 0 || firstWord + count > numWords) {
+            revert CoordinatorWrongLength(numWords - firstWord, count);
+        }
+    }
+
+    function _afterLoad(uint256 firstWord, uint256 count) private {
+        _loadedWords = firstWord + count;
+        emit InitialModelLoaded(firstWord, count);
+        if (_loadedWords == numWords) {
+            uint256[] memory model = new uint256[](numWords);
+            for (uint256 j = 0; j < model.length; ++j) {
+                model[j] = _load(MODEL_BASE + j);
+            }
+            modelHash = _hash(model);
+            _open(1);
+        }
+    }
+
+    function _storeInitialWord(uint256 word, uint256 value) private {
+        _store(MODEL_BASE + word, value);
+        uint256 first = word * _sumWordsPerWord;
+        for (uint256 k = 0; k < _sumWordsPerWord; ++k) {
+            _store(SUM_BASE + first + k, _sumStart);
+        }
+    }
+
+    function _open(uint256 number) private {
+        uint256 deadline = block.timestamp + roundDuration;
+        _round = RoundState({number: uint64(number), deadline: uint64(deadline), started: 0, completed: 0, phase: Phase.Open});
+        emit RoundOpened(number, deadline);
+    }
+
+    /// Distance of `words` from the global model at `firstWord`; reverts on a weight out of range.
+    function _measure(uint256 firstWord, uint256[] calldata words) private view returns (uint256 total) {
+        bool squared = distance == Distance.SquaredL2;
+        uint256 lows = _lows;
+        uint256 highs = _highs;
+        uint256 slot = MODEL_BASE + firstWord;
+        for (uint256 i = 0; i < words.length; ++i) {
+            uint256 word = words[i];
+            if (!word.inRange(lows, highs)) _revertOutOfRange(firstWord + i, word);
+            uint256 model = _load(slot + i);
+            total += squared ? model.squaredL2Distance(word) : model.l1Distance(word);
+        }
+        if (firstWord + words.length == numWords) _checkPadding(words[words.length - 1]);
+    }
+
+    /// Adds segment `segment` (`words`) times `weight` into the round sums, lane-parallel.
+    function _accumulate(uint256 round, uint256 segment, uint256[] calldata words, uint256 weight) private {
+        uint256 segmentWeight = _segmentWeight[segment];
+        uint256 sum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
+        _segmentWeight[segment] = (round << 128) | (sum + weight);
+        uint256 perWord = _sumWordsPerWord;
+        uint256 mask = _spreadMask;
+        uint256 highBits = _sumHighBits;
+        uint256 slot = SUM_BASE + segment * wordsPerSegment * perWord;
+        for (uint256 i = 0; i < words.length; ++i) {
+            uint256 word = words[i];
+            for (uint256 k = 0; k < perWord; ++k) {
+                _store(slot, _load(slot).addLanes(word.spread(k, weight, mask), highBits));
+                unchecked {
+                    ++slot;
+                }
+            }
+        }
+    }
+
+    /// Computes and stores the new global model, then opens the next round.
+    function _close(RoundState memory state) private {
+        uint256 round = state.number;
+        uint256[] memory model = new uint256[](numWords);
+        for (uint256 segment = 0; segment < numSegments; ++segment) {
+            uint256 first = segment * wordsPerSegment;
+            uint256 end = first + wordsPerSegment < numWords ? first + wordsPerSegment : numWords;
+            uint256 segmentWeight = _segmentWeight[segment];
+            uint256 weightSum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
+            for (uint256 j = first; j < end; ++j) {
+                model[j] = weightSum == 0 ? _load(MODEL_BASE + j) : _averageWord(j, weightSum);
+            }
+        }
+        modelHash = _hash(model);
+        uint256 version = modelVersion + 1;
+        modelVersion = version;
+        emit RoundClosed(round, version, modelHash, state.completed);
+        _open(round + 1);
+    }
+
+    /// Averages the sums behind model word `j`, resets them, stores and returns the new word.
+    /// @dev Per lane: the signed sum is `(lane - 1 - OFFSET * weightSum) mod 2**bits` read as two's
+    /// complement (`PackedVectors.signedSum`), divided with `PackedVectors.roundedDiv`'s rule
+    /// (nearest, ties away from zero) and written back in offset binary. Inlined in assembly
+    /// because it runs once per weight per round; the reference in `PackedVectors` is the spec
+    /// that the tests hold this to.
+    function _averageWord(uint256 j, uint256 weightSum) private returns (uint256 word) {
+        uint256 perWord = _sumWordsPerWord;
+        uint256 lanes = _lanesPerSumWord;
+        uint256 bits = laneBits;
+        uint256 start = _sumStart;
+        uint256 slot = SUM_BASE + j * perWord;
+        // What every lane started with plus the offsets that the encoding added.
+        uint256 bias = 1 + PackedVectors.OFFSET * weightSum;
+        for (uint256 k = 0; k < perWord; ++k) {
+            uint256 sums = _load(slot + k);
+            _store(slot + k, start);
+            assembly ("memory-safe") {
+                let modulus := shl(bits, 1) // bits <= 128
+                let mask := sub(modulus, 1)
+                let top := shr(1, modulus)
+                let half := shr(1, weightSum)
+                for { let t := 0 } lt(t, lanes) { t := add(t, 1) } {
+                    let value := and(sub(shr(mul(t, bits), sums), bias), mask)
+                    let mean := 0
+                    switch lt(value, top)
+                    case 1 { mean := add(0x8000, div(add(value, half), weightSum)) }
+                    default { mean := sub(0x8000, div(add(sub(modulus, value), half), weightSum)) }
+                    word := or(word, shl(shl(4, add(k, mul(perWord, t))), mean))
+                }
+            }
+        }
+        _store(MODEL_BASE + j, word);
+    }
+
+    function _reward(uint256 total) private returns (uint8 tier, uint256 reward) {
+        if (total < minRewardDistance) return (NO_TIER, 0);
+        uint256 tiers = _tierThresholds.length;
+        tier = NO_TIER;
+        for (uint256 i = 0; i < tiers; ++i) {
+            if (total <= _tierThresholds[i]) {
+                tier = uint8(i);
+                reward = _tierRewards[i];
+                break;
+            }
+        }
+        if (reward == 0) return (tier, 0);
+        uint256 available = availableRewards();
+        if (reward > available) reward = available; // an empty pool credits what is left, never reverts
+        if (reward > 0) {
+            credit[msg.sender] += reward;
+            totalCredited += uint128(reward);
+        }
+    }
+
+    function _fund() private {
+        if (msg.value == 0) revert CoordinatorZeroFunding();
+        totalFunded += uint128(msg.value);
+        emit PoolFunded(msg.sender, msg.value);
+    }
+
+    function _checkRange(uint256 wordIndex, uint256 word) private view {
+        if (!word.inRange(_lows, _highs)) _revertOutOfRange(wordIndex, word);
+        if (wordIndex == numWords - 1) _checkPadding(word);
+    }
+
+    function _checkPadding(uint256 lastWord) private view {
+        for (uint256 lane = numWeights - (numWords - 1) * 16; lane < 16; ++lane) {
+            int256 value = lastWord.signedLane(lane);
+            if (value != 0) revert CoordinatorWeightOutOfRange((numWords - 1) * 16 + lane, value, 0);
+        }
+    }
+
+    function _revertOutOfRange(uint256 wordIndex, uint256 word) private view {
+        for (uint256 lane = 0; lane < 16; ++lane) {
+            int256 value = word.signedLane(lane);
+            if (value > int256(maxAbsWeight) || value < -int256(maxAbsWeight)) {
+                revert CoordinatorWeightOutOfRange(wordIndex * 16 + lane, value, maxAbsWeight);
+            }
+        }
+    }
+
+    function _hash(uint256[] memory words) private pure returns (bytes32 digest) {
+        assembly ("memory-safe") {
+            digest := keccak256(add(words, 0x20), shl(5, mload(words)))
+        }
+    }
+
+    function _load(uint256 slot) private view returns (uint256 value) {
+        assembly ("memory-safe") {
+            value := sload(slot)
+        }
+    }
+
+    function _store(uint256 slot, uint256 value) private {
+        assembly ("memory-safe") {
+            sstore(slot, value)
+        }
+    }
+}

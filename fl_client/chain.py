@@ -1,0 +1,582 @@
+"""Everything that talks to the chain: connect, deploy, send and wait, read.
+
+The only module of the package that imports web3. The embedded chain (eth-tester with py-evm, in
+this process) is the default; any network in ``brownie-config.yaml`` with a ``host`` is reached
+over JSON-RPC. Failures become the typed errors of :mod:`fl_client.errors`: a revert is decoded
+to the contract's custom error name and values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import requests
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_tester import EthereumTester, PyEVMBackend
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.logs import DISCARD
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TimeExhausted,
+    Web3RPCError,
+)
+from web3.middleware import SignAndSendRawMiddlewareBuilder
+from web3.providers.eth_tester import EthereumTesterProvider
+from web3.types import TxReceipt
+
+from fl_client.codec import words_for
+from fl_client.compile import CompiledContract, get_contract
+from fl_client.config import PROJECT_ROOT, FLConfig, NetworkConfig, ProjectConfig, load_config
+from fl_client.errors import (
+    ChainError,
+    ChainIdMismatchError,
+    ConfigError,
+    ContractRevertError,
+    DeploymentNotFoundError,
+    InsufficientFundsError,
+    NodeUnreachableError,
+    OutOfGasError,
+    TransactionDroppedError,
+)
+
+logger = logging.getLogger(__name__)
+
+CONTRACT_NAME = "FLCoordinator"
+DEPLOYMENTS_DIR = PROJECT_ROOT / "deployments"
+EMBEDDED_ACCOUNTS = 20
+EMBEDDED_BALANCE_WEI = 10**24
+GAS_HEADROOM = 1.2  # estimate x this, capped at the per-transaction cap
+T = TypeVar("T")
+
+AGGREGATION_CODES = {"mean": 0, "sample_weighted": 1}
+DISTANCE_CODES = {"l1": 0, "squared_l2": 1}
+PHASES = ("Setup", "Open")
+
+
+@dataclass
+class Chain:
+    """A connection: web3, the network's settings and the accounts this process may use."""
+
+    w3: Web3
+    network: NetworkConfig
+    accounts: list[str]
+    tester: EthereumTester | None = None
+    gas_used: list[int] = field(default_factory=list)
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the chain lives in this process."""
+        return self.tester is not None
+
+    @property
+    def tx_gas_cap(self) -> int:
+        """Largest gas a single transaction may use (EIP-7825 on mainnet)."""
+        return self.network.tx_gas_cap
+
+    def timestamp(self) -> int:
+        """Timestamp of the latest block."""
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance_time(self, seconds: int) -> None:
+        """Move the chain's clock forward and mine a block (test chains only)."""
+        if self.tester is not None:
+            self.tester.time_travel(self.timestamp() + seconds)
+            self.tester.mine_blocks()
+            return
+        try:
+            self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        except (requests.ConnectionError, Web3RPCError) as exc:
+            raise ChainError(f"this node cannot move its clock: {exc}") from exc
+
+    def snapshot(self) -> Any:
+        """Take a snapshot of the embedded chain (for test isolation)."""
+        if self.tester is None:
+            raise ChainError("snapshots are only available on the embedded chain")
+        return self.tester.take_snapshot()
+
+    def revert(self, snapshot_id: Any) -> None:
+        """Return the embedded chain to a snapshot."""
+        if self.tester is None:
+            raise ChainError("snapshots are only available on the embedded chain")
+        self.tester.revert_to_snapshot(snapshot_id)
+
+
+# ---------------------------------------------------------------- connecting
+
+
+def embedded_chain(network: NetworkConfig, *, num_accounts: int = EMBEDDED_ACCOUNTS) -> Chain:
+    """A fresh in-process chain (eth-tester + py-evm) with funded accounts."""
+    params = PyEVMBackend.generate_genesis_params(overrides={"gas_limit": network.gas_limit})
+    state = PyEVMBackend.generate_genesis_state(
+        overrides={"balance": EMBEDDED_BALANCE_WEI}, num_accounts=num_accounts
+    )
+    tester = EthereumTester(PyEVMBackend(genesis_parameters=params, genesis_state=state))
+    w3 = Web3(EthereumTesterProvider(tester))
+    return Chain(w3=w3, network=network, accounts=list(w3.eth.accounts), tester=tester)
+
+
+def connect(
+    network: str | None = None,
+    *,
+    config: ProjectConfig | None = None,
+    private_key: str | None = None,
+    num_accounts: int = EMBEDDED_ACCOUNTS,
+    timeout: float = 30.0,
+) -> Chain:
+    """Connect to ``network`` from ``brownie-config.yaml`` (the default network when ``None``).
+
+    RPC networks use the node's unlocked accounts, or the private key given or set in the
+    environment variable that ``wallets.from_key`` names (signed locally).
+
+    Raises
+    ------
+    NodeUnreachableError
+        The node does not answer.
+    ChainIdMismatchError
+        The node's chain id differs from the configured one.
+    """
+    project = config or load_config()
+    settings = project.network(network)
+    if settings.is_embedded:
+        return embedded_chain(settings, num_accounts=num_accounts)
+    url = settings.url
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    try:
+        chain_id = w3.eth.chain_id
+    except (requests.ConnectionError, requests.Timeout, OSError) as exc:
+        raise NodeUnreachableError(f"no Ethereum node answers at {url} ({type(exc).__name__})") from exc
+    expected = settings.expected_chain_id()
+    if expected is not None and chain_id != expected:
+        raise ChainIdMismatchError(
+            f"network {settings.name!r} expects chain id {expected}, but the node at {url} reports {chain_id}"
+        )
+    key = private_key or project.private_key()
+    if key:
+        account = Account.from_key(key)
+        w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
+        accounts = [account.address]
+    else:
+        accounts = list(w3.eth.accounts)
+        if not accounts:
+            raise ConfigError(
+                f"the node at {url} manages no accounts: set the private key variable named in "
+                "brownie-config.yaml (wallets.from_key)"
+            )
+    return Chain(w3=w3, network=settings, accounts=accounts)
+
+
+# ---------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True)
+class _ErrorSpec:
+    name: str
+    types: list[str]
+    names: list[str]
+
+
+def _error_table(abi: Sequence[dict[str, Any]]) -> dict[bytes, _ErrorSpec]:
+    table: dict[bytes, _ErrorSpec] = {}
+    for entry in abi:
+        if entry.get("type") != "error":
+            continue
+        types = [item["type"] for item in entry["inputs"]]
+        selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
+        table[selector] = _ErrorSpec(entry["name"], types, [item["name"] for item in entry["inputs"]])
+    return table
+
+
+def decode_revert(abi: Sequence[dict[str, Any]], data: str | bytes | None) -> ContractRevertError:
+    """Turn revert data into a :class:`ContractRevertError` named after the custom error."""
+    if isinstance(data, str):
+        raw = bytes.fromhex(data[2:] if data.startswith("0x") else data)
+    else:
+        raw = data or b""
+    if len(raw) < 4:
+        return ContractRevertError("Revert", {}, "the contract reverted without a reason")
+    spec = _error_table(abi).get(raw[:4])
+    if spec is None:
+        if raw[:4] == bytes.fromhex("4e487b71"):
+            (code,) = abi_decode(["uint256"], raw[4:])
+            return ContractRevertError("Panic", {"code": code}, f"Panic(0x{code:02x})")
+        if raw[:4] == bytes.fromhex("08c379a0"):
+            (reason,) = abi_decode(["string"], raw[4:])
+            return ContractRevertError("Error", {"reason": reason}, f"Error({reason!r})")
+        return ContractRevertError("Unknown", {"data": "0x" + raw.hex()})
+    values = abi_decode(spec.types, raw[4:])
+    return ContractRevertError(spec.name, dict(zip(spec.names, values, strict=True)))
+
+
+def _revert_data(exc: ContractLogicError) -> str | None:
+    data = exc.data
+    if isinstance(data, dict):
+        return data.get("data")
+    return data
+
+
+def _translate(exc: Exception, abi: Sequence[dict[str, Any]], what: str) -> ChainError:
+    if isinstance(exc, (ContractCustomError, ContractPanicError, ContractLogicError)):
+        return decode_revert(abi, _revert_data(exc))
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+        return NodeUnreachableError(f"{what}: the node stopped answering ({type(exc).__name__})")
+    message = str(exc)
+    lowered = message.lower()
+    if "insufficient funds" in lowered or "sender doesn't have enough funds" in lowered:
+        return InsufficientFundsError(f"{what}: the account cannot pay for it ({message})")
+    if "out of gas" in lowered or "gas required exceeds" in lowered or "intrinsic gas" in lowered:
+        return OutOfGasError(f"{what}: {message}")
+    if "nonce" in lowered:
+        return TransactionDroppedError(f"{what}: nonce rejected ({message})")
+    return ChainError(f"{what}: {message}")
+
+
+# ---------------------------------------------------------------- sending
+
+
+def call_with_retry(func: Callable[[], T], *, attempts: int = 3, delay: float = 0.5) -> T:
+    """Run ``func``; on a lost connection retry with backoff, then raise NodeUnreachableError."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return func()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if attempt == attempts:
+                raise NodeUnreachableError(f"the node did not answer after {attempts} attempts") from exc
+            time.sleep(delay * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def send(
+    chain: Chain,
+    function: ContractFunction,
+    sender: str,
+    *,
+    value: int = 0,
+    what: str | None = None,
+    wait_timeout: float = 120.0,
+) -> TxReceipt:
+    """Estimate, check, send and wait for one contract call; raise a typed error on failure.
+
+    The gas estimate runs the call first: a revert is decoded before any transaction is sent,
+    and an estimate above the per-transaction cap raises :class:`OutOfGasError` unsent.
+    """
+    label = what or function.fn_name
+    abi = function.contract_abi
+    tx: dict[str, Any] = {"from": sender, "value": value}
+    try:
+        # A call with the whole cap: a revert is decoded, and running out of gas shows that the
+        # transaction cannot fit the cap, before anything is sent.
+        function.call({**tx, "gas": chain.tx_gas_cap})  # type: ignore[arg-type]
+        # py-evm's estimator runs the call many times (binary search): give the embedded chain
+        # the cap instead; real nodes estimate natively.
+        gas = chain.tx_gas_cap if chain.is_embedded else function.estimate_gas(tx)  # type: ignore[arg-type]
+    except Exception as exc:
+        raise _translate(exc, abi, label) from exc
+    if gas > chain.tx_gas_cap:
+        raise OutOfGasError(f"{label} needs {gas:,} gas, above the per-transaction cap of {chain.tx_gas_cap:,}")
+    if not chain.is_embedded:
+        gas = min(int(gas * GAS_HEADROOM), chain.tx_gas_cap)
+    balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
+    price = chain.w3.eth.gas_price
+    if balance < value + gas * price:
+        raise InsufficientFundsError(
+            f"{label}: account {sender} holds {balance} wei, needs up to {value + gas * price} wei"
+        )
+    tx["gas"] = gas
+    try:
+        tx_hash = function.transact(tx)  # type: ignore[arg-type]
+        receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_timeout, poll_latency=0.05)
+    except TimeExhausted as exc:
+        raise TransactionDroppedError(f"{label}: not mined within {wait_timeout:.0f} s") from exc
+    except Exception as exc:
+        raise _translate(exc, abi, label) from exc
+    if receipt["status"] != 1:
+        if receipt["gasUsed"] >= gas:
+            raise OutOfGasError(f"{label} ran out of gas ({gas:,} given)")
+        raise ChainError(f"{label} failed in block {receipt['blockNumber']} (status 0)")
+    chain.gas_used.append(int(receipt["gasUsed"]))
+    return receipt
+
+
+# ---------------------------------------------------------------- deployment
+
+
+@dataclass(frozen=True)
+class DeployParams:
+    """The coordinator's constructor parameters, in Python terms."""
+
+    num_weights: int
+    scale: int
+    max_abs_weight: int
+    target_submissions: int
+    min_submissions: int
+    round_duration: int
+    aggregation: str
+    max_sample_count: int
+    distance: str
+    allowlist_enabled: bool
+    min_reward_distance: int
+    max_counted_distance: int
+    words_per_segment: int
+    tier_thresholds: tuple[int, ...]
+    tier_rewards: tuple[int, ...]
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The ABI tuple for the constructor."""
+        try:
+            aggregation = AGGREGATION_CODES[self.aggregation]
+            distance = DISTANCE_CODES[self.distance]
+        except KeyError as exc:
+            raise ConfigError(f"unknown aggregation or distance: {exc}") from None
+        return (
+            self.num_weights,
+            self.scale,
+            self.max_abs_weight,
+            self.target_submissions,
+            self.min_submissions,
+            self.round_duration,
+            aggregation,
+            self.max_sample_count,
+            distance,
+            self.allowlist_enabled,
+            self.min_reward_distance,
+            self.max_counted_distance,
+            self.words_per_segment,
+            list(self.tier_thresholds),
+            list(self.tier_rewards),
+        )
+
+    @classmethod
+    def from_config(cls, fl: FLConfig, *, num_weights: int, clients: int | None = None) -> DeployParams:
+        """Parameters from the ``federated_learning`` section for a model of ``num_weights``."""
+        contract = fl.contract
+        participants = clients or fl.clients
+        target = contract.target_submissions or max(1, round(participants * fl.fraction))
+        return cls(
+            num_weights=num_weights,
+            scale=fl.fixed_point.scale,
+            max_abs_weight=fl.fixed_point.max_abs,
+            target_submissions=target,
+            min_submissions=contract.min_submissions or target,
+            round_duration=contract.round_duration,
+            aggregation=contract.aggregation,
+            max_sample_count=contract.max_sample_count,
+            distance=contract.distance,
+            allowlist_enabled=contract.allowlist,
+            min_reward_distance=contract.min_reward_distance,
+            max_counted_distance=contract.max_counted_distance,
+            words_per_segment=contract.words_per_segment,
+            tier_thresholds=fl.rewards.thresholds,
+            tier_rewards=fl.rewards.amounts_wei,
+        )
+
+
+def contract_at(chain: Chain, address: str, compiled: CompiledContract | None = None) -> Contract:
+    """A handle on a deployed coordinator."""
+    artifact = compiled or get_contract(CONTRACT_NAME)
+    return chain.w3.eth.contract(address=to_checksum_address(address), abi=artifact.abi)
+
+
+def deploy(
+    chain: Chain,
+    params: DeployParams,
+    *,
+    initial_words: Sequence[int] | None = None,
+    pool_wei: int = 0,
+    deployer: str | None = None,
+) -> Contract:
+    """Deploy a coordinator, load its initial model (zeros when ``None``) and open round 1."""
+    artifact = get_contract(CONTRACT_NAME)
+    owner = deployer or chain.accounts[0]
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    constructor = factory.constructor(params.as_tuple())
+    tx: dict[str, Any] = {"from": owner, "value": pool_wei}
+    try:
+        estimate = constructor.estimate_gas(tx)  # type: ignore[arg-type]
+        tx["gas"] = min(int(estimate * GAS_HEADROOM), chain.tx_gas_cap)
+        tx_hash = constructor.transact(tx)  # type: ignore[arg-type]
+        receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.05)
+    except Exception as exc:
+        raise _translate(exc, artifact.abi, "deploy") from exc
+    if receipt["status"] != 1 or receipt["contractAddress"] is None:
+        raise ChainError("deployment failed")
+    chain.gas_used.append(int(receipt["gasUsed"]))
+    contract = contract_at(chain, receipt["contractAddress"], artifact)
+    load_initial_model(chain, contract, initial_words, owner=owner)
+    logger.info("deployed %s at %s", CONTRACT_NAME, contract.address)
+    return contract
+
+
+def _chunk_size(per_word_gas: int, cap: int) -> int:
+    return max(1, (cap - 200_000) // per_word_gas)
+
+
+def load_initial_model(
+    chain: Chain, contract: Contract, words: Sequence[int] | None, *, owner: str
+) -> None:
+    """Load the initial model in chunks that fit the per-transaction cap."""
+    total = int(contract.functions.numWords().call())
+    if words is not None and len(words) != total:
+        raise ConfigError(f"the initial model has {len(words)} words; the contract expects {total}")
+    sum_words = int(contract.functions.laneBits().call()) // 16
+    # Each word: one model slot and `sum_words` sum slots written from zero (22,100 gas each),
+    # plus its calldata.
+    chunk = _chunk_size(22_100 * (1 + sum_words) + 1_200, chain.tx_gas_cap)
+    start = 0
+    while start < total:
+        count = min(chunk, total - start)
+        if words is None:
+            send(chain, contract.functions.loadZeroModel(start, count), owner, what="loadZeroModel")
+        else:
+            part = list(words[start : start + count])
+            send(chain, contract.functions.loadInitialModel(start, part), owner, what="loadInitialModel")
+        start += count
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    """The open round as the contract reports it."""
+
+    number: int
+    phase: str
+    deadline: int
+    started: int
+    completed: int
+
+
+def read_round(contract: Contract) -> RoundInfo:
+    """The open round (a free call)."""
+    number, phase, deadline, started, completed = call_with_retry(
+        lambda: contract.functions.roundInfo().call()
+    )
+    return RoundInfo(int(number), PHASES[int(phase)], int(deadline), int(started), int(completed))
+
+
+def read_model_words(contract: Contract) -> list[int]:
+    """The packed global model (a free call)."""
+    return [int(w) for w in call_with_retry(lambda: contract.functions.globalModel().call())]
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    """One completed submission, from its ``SubmissionAccepted`` event."""
+
+    round_number: int
+    client: str
+    sample_count: int
+    distance: int
+    tier: int
+    reward_wei: int
+    counted: bool
+    gas_used: int
+    block_number: int
+
+
+def submission_from_receipt(contract: Contract, receipt: TxReceipt) -> SubmissionRecord | None:
+    """The ``SubmissionAccepted`` event in ``receipt``, if any."""
+    events = contract.events.SubmissionAccepted().process_receipt(receipt, errors=DISCARD)
+    if not events:
+        return None
+    args = events[0]["args"]
+    return SubmissionRecord(
+        round_number=int(args["round"]),
+        client=str(args["client"]),
+        sample_count=int(args["sampleCount"]),
+        distance=int(args["distance"]),
+        tier=int(args["tier"]),
+        reward_wei=int(args["reward"]),
+        counted=bool(args["counted"]),
+        gas_used=int(receipt["gasUsed"]),
+        block_number=int(receipt["blockNumber"]),
+    )
+
+
+def round_closed_in(contract: Contract, receipt: TxReceipt) -> int | None:
+    """The number of the round that ``receipt`` closed, if it closed one."""
+    events = contract.events.RoundClosed().process_receipt(receipt, errors=DISCARD)
+    return int(events[0]["args"]["round"]) if events else None
+
+
+def submit_words(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    *,
+    round_number: int,
+    sample_count: int,
+    words: Sequence[int],
+    words_per_segment: int,
+    start_segment: int = 0,
+) -> list[TxReceipt]:
+    """Send a packed vector, in segments when it spans several, from ``start_segment`` on."""
+    receipts = []
+    segments = max(1, -(-len(words) // words_per_segment))
+    for segment in range(start_segment, segments):
+        part = list(words[segment * words_per_segment : (segment + 1) * words_per_segment])
+        function = contract.functions.submit(round_number, sample_count, segment, part)
+        receipts.append(send(chain, function, sender, what=f"submit round {round_number} segment {segment}"))
+    return receipts
+
+
+def expected_words(num_weights: int) -> int:
+    """Words of a packed vector of ``num_weights`` weights."""
+    return words_for(num_weights)
+
+
+# ---------------------------------------------------------------- deployment records
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """What a later process needs to find a deployment on an RPC network."""
+
+    network: str
+    chain_id: int
+    address: str
+    block_number: int
+    num_weights: int
+    dataset: str
+    deployer: str
+
+    def to_json(self) -> str:
+        """The record as JSON."""
+        return json.dumps(self.__dict__, indent=2)
+
+
+def record_path(network: str, directory: Path = DEPLOYMENTS_DIR) -> Path:
+    """Where the record of ``network`` lives."""
+    return directory / f"{network}.json"
+
+
+def write_record(record: DeploymentRecord, directory: Path = DEPLOYMENTS_DIR) -> Path:
+    """Write the deployment record of its network."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = record_path(record.network, directory)
+    path.write_text(record.to_json() + "\n", encoding="utf-8")
+    return path
+
+
+def read_record(network: str, directory: Path = DEPLOYMENTS_DIR) -> DeploymentRecord:
+    """Read the deployment record of ``network``."""
+    path = record_path(network, directory)
+    if not path.exists():
+        raise DeploymentNotFoundError(
+            f"no deployment on network {network!r} ({path} is missing): run `python -m fl_client deploy --network {network}`"
+        )
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return DeploymentRecord(**data)

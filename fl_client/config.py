@@ -1,0 +1,289 @@
+"""Read ``brownie-config.yaml``: compiler settings, networks and federated-learning defaults.
+
+The file is in Brownie's format; this module is the only reader. ``${VAR}`` in a string value is
+replaced by the environment variable ``VAR`` when the value is used, so a remote network's URL and
+key never sit in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fl_client.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_PATH = PROJECT_ROOT / "brownie-config.yaml"
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True)
+class CompilerSettings:
+    """Solidity compiler settings (Brownie's ``compiler`` section)."""
+
+    version: str
+    evm_version: str
+    optimizer_enabled: bool
+    optimizer_runs: int
+    via_ir: bool
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """One entry of ``networks``; ``host`` is ``None`` for the embedded chain."""
+
+    name: str
+    host: str | None
+    chain_id: int | str | None
+    port: int | None = None
+    gas_limit: int = 60_000_000
+    tx_gas_cap: int = 16_777_216
+    block_time: int = 0
+    accounts: int = 20
+    balance_eth: int = 10_000
+    mnemonic: str | None = None
+
+    @property
+    def is_embedded(self) -> bool:
+        """Whether this is the in-process eth-tester chain."""
+        return self.host is None
+
+    @property
+    def url(self) -> str:
+        """The JSON-RPC URL (host plus port when a port is set), ``${ENV}`` expanded."""
+        if self.host is None:
+            raise ConfigError(f"network {self.name!r} is embedded and has no URL")
+        host = expand_env(self.host)
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def expected_chain_id(self) -> int | None:
+        """The configured chain id (``${ENV}`` expanded), or ``None`` when not configured."""
+        if self.chain_id is None or isinstance(self.chain_id, int):
+            return self.chain_id
+        text = expand_env(self.chain_id)
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"chain id of network {self.name!r} is not an integer: {text!r}") from None
+
+
+@dataclass(frozen=True)
+class FixedPointFormat:
+    """Quantization: ``q = round(w * scale)`` with ``|q| <= max_abs``."""
+
+    scale: int
+    max_abs: int
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ConfigError(f"fixed_point.scale must be >= 1, got {self.scale}")
+        if not 1 <= self.max_abs <= 32767:
+            raise ConfigError(f"fixed_point.max_abs must be in 1..32767, got {self.max_abs}")
+
+    @property
+    def step(self) -> float:
+        """The value of one quantization step."""
+        return 1.0 / self.scale
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward tiers and the pool funded at deployment."""
+
+    thresholds: tuple[int, ...]
+    amounts_wei: tuple[int, ...]
+    pool_wei: int
+
+
+@dataclass(frozen=True)
+class ContractConfig:
+    """Round rules and options of the coordinator contract."""
+
+    aggregation: str = "mean"
+    distance: str = "l1"
+    target_submissions: int | None = None
+    min_submissions: int | None = None
+    round_duration: int = 3600
+    max_sample_count: int = 65535
+    allowlist: bool = False
+    min_reward_distance: int = 0
+    max_counted_distance: int = 0
+    words_per_segment: int = 512
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in ("mean", "sample_weighted"):
+            raise ConfigError(f"contract.aggregation must be mean or sample_weighted, got {self.aggregation!r}")
+        if self.distance not in ("l1", "squared_l2"):
+            raise ConfigError(f"contract.distance must be l1 or squared_l2, got {self.distance!r}")
+
+
+@dataclass(frozen=True)
+class FLConfig:
+    """Federated-learning defaults (the ``federated_learning`` section)."""
+
+    dataset: str = "digits"
+    test_fraction: float = 0.2
+    partition: str = "iid"
+    dirichlet_alpha: float = 0.5
+    clients: int = 5
+    rounds: int = 5
+    fraction: float = 1.0
+    epochs: int = 5
+    batch_size: int = 10
+    learning_rate: float = 0.1
+    algorithm: str = "fedavg"
+    seed: int = 0
+    fixed_point: FixedPointFormat = field(default_factory=lambda: FixedPointFormat(1024, 3000))
+    contract: ContractConfig = field(default_factory=ContractConfig)
+    rewards: RewardConfig = field(
+        default_factory=lambda: RewardConfig((20_000,), (10**15,), 10**18)
+    )
+
+    def with_overrides(self, **changes: Any) -> FLConfig:
+        """A copy with the given fields replaced (``None`` values are ignored)."""
+        return replace(self, **{key: value for key, value in changes.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Everything ``brownie-config.yaml`` holds."""
+
+    compiler: CompilerSettings
+    networks: Mapping[str, NetworkConfig]
+    default_network: str
+    fl: FLConfig
+    private_key_template: str | None
+
+    def network(self, name: str | None = None) -> NetworkConfig:
+        """The network called ``name`` (the default one when ``None``)."""
+        key = name or self.default_network
+        try:
+            return self.networks[key]
+        except KeyError:
+            known = ", ".join(sorted(self.networks))
+            raise ConfigError(f"unknown network {key!r}; brownie-config.yaml defines: {known}") from None
+
+    def private_key(self) -> str | None:
+        """The deployer's private key for RPC networks, from the environment."""
+        if self.private_key_template is None:
+            return None
+        value = expand_env(self.private_key_template, required=False)
+        return value or None
+
+
+def expand_env(value: str, *, required: bool = True) -> str:
+    """Replace ``${VAR}`` with the environment's value; raise when a required one is unset."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            if required:
+                raise ConfigError(f"environment variable {name} is not set (needed by brownie-config.yaml)")
+            return ""
+        return found
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key!r} in brownie-config.yaml must be a mapping")
+    return value
+
+
+def _network(name: str, raw: Mapping[str, Any]) -> NetworkConfig:
+    settings = _section(raw, "cmd_settings")
+    host = raw.get("host")
+    chain_id = raw.get("chainid")
+    return NetworkConfig(
+        name=name,
+        host=None if host is None else str(host),
+        chain_id=chain_id if chain_id is None or isinstance(chain_id, int) else str(chain_id),
+        port=settings.get("port"),
+        gas_limit=int(settings.get("gas_limit", raw.get("gas_limit", 60_000_000))),
+        tx_gas_cap=int(raw.get("tx_gas_cap", 16_777_216)),
+        block_time=int(settings.get("block_time", 0)),
+        accounts=int(settings.get("accounts", 20)),
+        balance_eth=int(settings.get("balance", 10_000)),
+        mnemonic=settings.get("mnemonic"),
+    )
+
+
+def _fl(raw: Mapping[str, Any]) -> FLConfig:
+    fixed = _section(raw, "fixed_point")
+    contract = _section(raw, "contract")
+    rewards = _section(raw, "rewards")
+    known = {f for f in FLConfig.__dataclass_fields__} - {"fixed_point", "contract", "rewards"}
+    unknown = set(raw) - known - {"fixed_point", "contract", "rewards"}
+    if unknown:
+        raise ConfigError(f"unknown federated_learning keys: {', '.join(sorted(unknown))}")
+    contract_fields = set(ContractConfig.__dataclass_fields__)
+    if set(contract) - contract_fields:
+        raise ConfigError(f"unknown contract keys: {', '.join(sorted(set(contract) - contract_fields))}")
+    thresholds = tuple(int(v) for v in rewards.get("thresholds", ()))
+    amounts = tuple(int(v) for v in rewards.get("amounts_wei", ()))
+    if len(thresholds) != len(amounts) or not thresholds:
+        raise ConfigError("rewards.thresholds and rewards.amounts_wei must be non-empty and of equal length")
+    return FLConfig(
+        **{key: raw[key] for key in known if key in raw},
+        fixed_point=FixedPointFormat(int(fixed.get("scale", 1024)), int(fixed.get("max_abs", 3000))),
+        contract=ContractConfig(**dict(contract)),
+        rewards=RewardConfig(thresholds, amounts, int(rewards.get("pool_wei", 0))),
+    )
+
+
+def load_config(path: Path | str | None = None) -> ProjectConfig:
+    """Parse ``brownie-config.yaml`` (or ``path``) into a :class:`ProjectConfig`."""
+    return _load_cached(str(Path(path) if path is not None else CONFIG_PATH))
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str) -> ProjectConfig:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    compiler = _section(data, "compiler")
+    solc = _section(compiler, "solc")
+    optimizer = _section(solc, "optimizer")
+    settings = CompilerSettings(
+        version=str(solc.get("version", "0.8.28")),
+        evm_version=str(compiler.get("evm_version", "prague")),
+        optimizer_enabled=bool(optimizer.get("enabled", True)),
+        optimizer_runs=int(optimizer.get("runs", 200)),
+        via_ir=bool(solc.get("via_ir", False)),
+    )
+    raw_networks = _section(data, "networks")
+    default = str(raw_networks.get("default", "embedded"))
+    networks: dict[str, NetworkConfig] = {}
+    for name, raw in raw_networks.items():
+        if name == "default":
+            continue
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"network {name!r} must be a mapping")
+        networks[name] = _network(name, raw)
+    if default not in networks:
+        raise ConfigError(f"default network {default!r} is not defined under networks")
+    wallets = _section(data, "wallets")
+    key = wallets.get("from_key")
+    return ProjectConfig(
+        compiler=settings,
+        networks=networks,
+        default_network=default,
+        fl=_fl(_section(data, "federated_learning")),
+        private_key_template=None if key is None else str(key),
+    )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up (idempotent), lint, type check, then pytest (slow tests included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tools/setup.sh
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest "$@"
