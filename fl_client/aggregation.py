@@ -24,7 +24,9 @@ def rounded_div(total: int, divisor: int) -> int:
     return -magnitude if total < 0 else magnitude
 
 
-def integer_average(vectors: Sequence[np.ndarray], weights: Sequence[int] | None = None) -> np.ndarray:
+def integer_average(
+    vectors: Sequence[np.ndarray], weights: Sequence[int] | None = None
+) -> np.ndarray:
     """The contract's average of quantized vectors: ``round(sum(w_i * q_i) / sum(w_i))`` per entry.
 
     ``weights=None`` is the plain mean (every weight 1); sample counts give FedAvg.

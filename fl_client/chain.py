@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import requests
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
-from eth_utils import function_signature_to_4byte_selector, to_checksum_address
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.address import to_checksum_address
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.logs import DISCARD
 from web3.exceptions import (
     ContractCustomError,
     ContractLogicError,
@@ -32,6 +32,7 @@ from web3.exceptions import (
     TimeExhausted,
     Web3RPCError,
 )
+from web3.logs import DISCARD
 from web3.middleware import SignAndSendRawMiddlewareBuilder
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import TxReceipt
@@ -50,6 +51,7 @@ from fl_client.errors import (
     OutOfGasError,
     TransactionDroppedError,
 )
+from fl_client.node import read_node_record
 
 logger = logging.getLogger(__name__)
 
@@ -135,11 +137,13 @@ def connect(
     private_key: str | None = None,
     num_accounts: int = EMBEDDED_ACCOUNTS,
     timeout: float = 30.0,
+    url: str | None = None,
 ) -> Chain:
     """Connect to ``network`` from ``brownie-config.yaml`` (the default network when ``None``).
 
     RPC networks use the node's unlocked accounts, or the private key given or set in the
-    environment variable that ``wallets.from_key`` names (signed locally).
+    environment variable that ``wallets.from_key`` names (signed locally). The URL is ``url``, or
+    that of a node started by ``python -m fl_client node`` for this network, or the configured one.
 
     Raises
     ------
@@ -152,12 +156,16 @@ def connect(
     settings = project.network(network)
     if settings.is_embedded:
         return embedded_chain(settings, num_accounts=num_accounts)
-    url = settings.url
+    if url is None:
+        started = read_node_record(settings.name)
+        url = started.url if started is not None else settings.url
     w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
     try:
         chain_id = w3.eth.chain_id
     except (requests.ConnectionError, requests.Timeout, OSError) as exc:
-        raise NodeUnreachableError(f"no Ethereum node answers at {url} ({type(exc).__name__})") from exc
+        raise NodeUnreachableError(
+            f"no Ethereum node answers at {url} ({type(exc).__name__})"
+        ) from exc
     expected = settings.expected_chain_id()
     if expected is not None and chain_id != expected:
         raise ChainIdMismatchError(
@@ -188,18 +196,20 @@ class _ErrorSpec:
     names: list[str]
 
 
-def _error_table(abi: Sequence[dict[str, Any]]) -> dict[bytes, _ErrorSpec]:
+def _error_table(abi: Sequence[Any]) -> dict[bytes, _ErrorSpec]:
     table: dict[bytes, _ErrorSpec] = {}
     for entry in abi:
         if entry.get("type") != "error":
             continue
         types = [item["type"] for item in entry["inputs"]]
         selector = function_signature_to_4byte_selector(f"{entry['name']}({','.join(types)})")
-        table[selector] = _ErrorSpec(entry["name"], types, [item["name"] for item in entry["inputs"]])
+        table[selector] = _ErrorSpec(
+            entry["name"], types, [item["name"] for item in entry["inputs"]]
+        )
     return table
 
 
-def decode_revert(abi: Sequence[dict[str, Any]], data: str | bytes | None) -> ContractRevertError:
+def decode_revert(abi: Sequence[Any], data: str | bytes | None) -> ContractRevertError:
     """Turn revert data into a :class:`ContractRevertError` named after the custom error."""
     if isinstance(data, str):
         raw = bytes.fromhex(data[2:] if data.startswith("0x") else data)
@@ -227,7 +237,7 @@ def _revert_data(exc: ContractLogicError) -> str | None:
     return data
 
 
-def _translate(exc: Exception, abi: Sequence[dict[str, Any]], what: str) -> ChainError:
+def _translate(exc: Exception, abi: Sequence[Any], what: str) -> ChainError:
     if isinstance(exc, (ContractCustomError, ContractPanicError, ContractLogicError)):
         return decode_revert(abi, _revert_data(exc))
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError)):
@@ -253,7 +263,9 @@ def call_with_retry(func: Callable[[], T], *, attempts: int = 3, delay: float = 
             return func()
         except (requests.ConnectionError, requests.Timeout) as exc:
             if attempt == attempts:
-                raise NodeUnreachableError(f"the node did not answer after {attempts} attempts") from exc
+                raise NodeUnreachableError(
+                    f"the node did not answer after {attempts} attempts"
+                ) from exc
             time.sleep(delay * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -285,7 +297,9 @@ def send(
     except Exception as exc:
         raise _translate(exc, abi, label) from exc
     if gas > chain.tx_gas_cap:
-        raise OutOfGasError(f"{label} needs {gas:,} gas, above the per-transaction cap of {chain.tx_gas_cap:,}")
+        raise OutOfGasError(
+            f"{label} needs {gas:,} gas, above the per-transaction cap of {chain.tx_gas_cap:,}"
+        )
     if not chain.is_embedded:
         gas = min(int(gas * GAS_HEADROOM), chain.tx_gas_cap)
     balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
@@ -297,7 +311,9 @@ def send(
     tx["gas"] = gas
     try:
         tx_hash = function.transact(tx)  # type: ignore[arg-type]
-        receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=wait_timeout, poll_latency=0.05)
+        receipt = chain.w3.eth.wait_for_transaction_receipt(
+            tx_hash, timeout=wait_timeout, poll_latency=0.05
+        )
     except TimeExhausted as exc:
         raise TransactionDroppedError(f"{label}: not mined within {wait_timeout:.0f} s") from exc
     except Exception as exc:
@@ -359,7 +375,9 @@ class DeployParams:
         )
 
     @classmethod
-    def from_config(cls, fl: FLConfig, *, num_weights: int, clients: int | None = None) -> DeployParams:
+    def from_config(
+        cls, fl: FLConfig, *, num_weights: int, clients: int | None = None
+    ) -> DeployParams:
         """Parameters from the ``federated_learning`` section for a model of ``num_weights``."""
         contract = fl.contract
         participants = clients or fl.clients
@@ -378,7 +396,7 @@ class DeployParams:
             min_reward_distance=contract.min_reward_distance,
             max_counted_distance=contract.max_counted_distance,
             words_per_segment=contract.words_per_segment,
-            tier_thresholds=fl.rewards.thresholds,
+            tier_thresholds=fl.rewards.thresholds(num_weights),
             tier_rewards=fl.rewards.amounts_wei,
         )
 
@@ -404,9 +422,9 @@ def deploy(
     constructor = factory.constructor(params.as_tuple())
     tx: dict[str, Any] = {"from": owner, "value": pool_wei}
     try:
-        estimate = constructor.estimate_gas(tx)  # type: ignore[arg-type]
+        estimate = constructor.estimate_gas(tx)
         tx["gas"] = min(int(estimate * GAS_HEADROOM), chain.tx_gas_cap)
-        tx_hash = constructor.transact(tx)  # type: ignore[arg-type]
+        tx_hash = constructor.transact(tx)
         receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120, poll_latency=0.05)
     except Exception as exc:
         raise _translate(exc, artifact.abi, "deploy") from exc
@@ -441,7 +459,12 @@ def load_initial_model(
             send(chain, contract.functions.loadZeroModel(start, count), owner, what="loadZeroModel")
         else:
             part = list(words[start : start + count])
-            send(chain, contract.functions.loadInitialModel(start, part), owner, what="loadInitialModel")
+            send(
+                chain,
+                contract.functions.loadInitialModel(start, part),
+                owner,
+                what="loadInitialModel",
+            )
         start += count
 
 
@@ -529,7 +552,9 @@ def submit_words(
     for segment in range(start_segment, segments):
         part = list(words[segment * words_per_segment : (segment + 1) * words_per_segment])
         function = contract.functions.submit(round_number, sample_count, segment, part)
-        receipts.append(send(chain, function, sender, what=f"submit round {round_number} segment {segment}"))
+        receipts.append(
+            send(chain, function, sender, what=f"submit round {round_number} segment {segment}")
+        )
     return receipts
 
 

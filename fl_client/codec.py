@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from fl_client.config import FixedPointFormat
 from fl_client.errors import NonFiniteWeightError, OutOfRangeError, ShapeError
@@ -99,13 +99,17 @@ def pack(values: np.ndarray | Sequence[int], *, max_abs: int = OFFSET - 1) -> li
     padded[:] = OFFSET
     padded[: array.size] = (array.astype(np.int64) + OFFSET).astype("<u2")
     raw = padded.tobytes()
-    return [int.from_bytes(raw[i : i + WORD_BYTES], "little") for i in range(0, len(raw), WORD_BYTES)]
+    return [
+        int.from_bytes(raw[i : i + WORD_BYTES], "little") for i in range(0, len(raw), WORD_BYTES)
+    ]
 
 
 def unpack(words: Sequence[int], num_weights: int) -> np.ndarray:
     """Quantized values (int64) of packed words; the inverse of :func:`pack`."""
     if len(words) != words_for(num_weights):
-        raise ShapeError(f"{num_weights} weights need {words_for(num_weights)} words, got {len(words)}")
+        raise ShapeError(
+            f"{num_weights} weights need {words_for(num_weights)} words, got {len(words)}"
+        )
     try:
         raw = b"".join(int(word).to_bytes(WORD_BYTES, "little") for word in words)
     except OverflowError:

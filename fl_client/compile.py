@@ -106,12 +106,16 @@ def _sources() -> dict[str, Path]:
 def _standard_input(sources: dict[str, Path], settings: CompilerSettings) -> dict[str, Any]:
     return {
         "language": "Solidity",
-        "sources": {name: {"content": path.read_text(encoding="utf-8")} for name, path in sources.items()},
+        "sources": {
+            name: {"content": path.read_text(encoding="utf-8")} for name, path in sources.items()
+        },
         "settings": {
             "evmVersion": settings.evm_version,
             "optimizer": {"enabled": settings.optimizer_enabled, "runs": settings.optimizer_runs},
             "viaIR": settings.via_ir,
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {
+                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+            },
         },
     }
 
@@ -122,12 +126,14 @@ def _fingerprint(standard_input: dict[str, Any], compiler: Path, version: str) -
     return digest.hexdigest()
 
 
-def _messages(stdout: str) -> str:
+def _messages(stdout: str | None) -> str:
     try:
-        errors = json.loads(stdout).get("errors", [])
+        errors = json.loads(stdout or "{}").get("errors", [])
     except (ValueError, AttributeError):
-        return stdout[:2000]
-    return "\n".join(e.get("formattedMessage", str(e)) for e in errors if e.get("severity") == "error")
+        return (stdout or "")[:2000]
+    return "\n".join(
+        e.get("formattedMessage", str(e)) for e in errors if e.get("severity") == "error"
+    )
 
 
 def compile_contracts(*, force: bool = False) -> dict[str, CompiledContract]:
@@ -186,4 +192,6 @@ def get_contract(name: str) -> CompiledContract:
     try:
         return contracts[name]
     except KeyError:
-        raise CompileError(f"no contract named {name!r}; compiled: {', '.join(sorted(contracts))}") from None
+        raise CompileError(
+            f"no contract named {name!r}; compiled: {', '.join(sorted(contracts))}"
+        ) from None

@@ -72,7 +72,9 @@ class NetworkConfig:
         try:
             return int(text)
         except ValueError:
-            raise ConfigError(f"chain id of network {self.name!r} is not an integer: {text!r}") from None
+            raise ConfigError(
+                f"chain id of network {self.name!r} is not an integer: {text!r}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,13 @@ class FixedPointFormat:
 class RewardConfig:
     """Reward tiers and the pool funded at deployment."""
 
-    thresholds: tuple[int, ...]
+    thresholds_per_weight: tuple[int, ...]
     amounts_wei: tuple[int, ...]
     pool_wei: int
+
+    def thresholds(self, num_weights: int) -> tuple[int, ...]:
+        """The contract's distance thresholds for a model of ``num_weights`` weights."""
+        return tuple(t * num_weights for t in self.thresholds_per_weight)
 
 
 @dataclass(frozen=True)
@@ -120,7 +126,9 @@ class ContractConfig:
 
     def __post_init__(self) -> None:
         if self.aggregation not in ("mean", "sample_weighted"):
-            raise ConfigError(f"contract.aggregation must be mean or sample_weighted, got {self.aggregation!r}")
+            raise ConfigError(
+                f"contract.aggregation must be mean or sample_weighted, got {self.aggregation!r}"
+            )
         if self.distance not in ("l1", "squared_l2"):
             raise ConfigError(f"contract.distance must be l1 or squared_l2, got {self.distance!r}")
 
@@ -144,7 +152,7 @@ class FLConfig:
     fixed_point: FixedPointFormat = field(default_factory=lambda: FixedPointFormat(1024, 3000))
     contract: ContractConfig = field(default_factory=ContractConfig)
     rewards: RewardConfig = field(
-        default_factory=lambda: RewardConfig((20_000,), (10**15,), 10**18)
+        default_factory=lambda: RewardConfig((32, 64, 128), (10**15, 5 * 10**14, 10**14), 10**18)
     )
 
     def with_overrides(self, **changes: Any) -> FLConfig:
@@ -169,7 +177,9 @@ class ProjectConfig:
             return self.networks[key]
         except KeyError:
             known = ", ".join(sorted(self.networks))
-            raise ConfigError(f"unknown network {key!r}; brownie-config.yaml defines: {known}") from None
+            raise ConfigError(
+                f"unknown network {key!r}; brownie-config.yaml defines: {known}"
+            ) from None
 
     def private_key(self) -> str | None:
         """The deployer's private key for RPC networks, from the environment."""
@@ -187,7 +197,9 @@ def expand_env(value: str, *, required: bool = True) -> str:
         found = os.environ.get(name)
         if found is None:
             if required:
-                raise ConfigError(f"environment variable {name} is not set (needed by brownie-config.yaml)")
+                raise ConfigError(
+                    f"environment variable {name} is not set (needed by brownie-config.yaml)"
+                )
             return ""
         return found
 
@@ -229,14 +241,20 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
         raise ConfigError(f"unknown federated_learning keys: {', '.join(sorted(unknown))}")
     contract_fields = set(ContractConfig.__dataclass_fields__)
     if set(contract) - contract_fields:
-        raise ConfigError(f"unknown contract keys: {', '.join(sorted(set(contract) - contract_fields))}")
-    thresholds = tuple(int(v) for v in rewards.get("thresholds", ()))
+        raise ConfigError(
+            f"unknown contract keys: {', '.join(sorted(set(contract) - contract_fields))}"
+        )
+    thresholds = tuple(int(v) for v in rewards.get("thresholds_per_weight", ()))
     amounts = tuple(int(v) for v in rewards.get("amounts_wei", ()))
     if len(thresholds) != len(amounts) or not thresholds:
-        raise ConfigError("rewards.thresholds and rewards.amounts_wei must be non-empty and of equal length")
+        raise ConfigError(
+            "rewards.thresholds_per_weight and rewards.amounts_wei must be non-empty and of equal length"
+        )
     return FLConfig(
         **{key: raw[key] for key in known if key in raw},
-        fixed_point=FixedPointFormat(int(fixed.get("scale", 1024)), int(fixed.get("max_abs", 3000))),
+        fixed_point=FixedPointFormat(
+            int(fixed.get("scale", 1024)), int(fixed.get("max_abs", 3000))
+        ),
         contract=ContractConfig(**dict(contract)),
         rewards=RewardConfig(thresholds, amounts, int(rewards.get("pool_wei", 0))),
     )

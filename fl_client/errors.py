@@ -79,3 +79,7 @@ class DeploymentNotFoundError(ChainError):
 
 class ClientStateError(FLError):
     """A client cannot act in the chain's current state (for example, it already submitted)."""
+
+
+class AccuracyMismatchError(FLError):
+    """The chain-based run and the plain federated run disagree beyond the tolerance."""

@@ -1,0 +1,423 @@
+"""The command line: ``python -m fl_client <command>`` (also ``scripts/*.py``).
+
+Commands: ``simulate`` (the main job), ``node`` (start a local anvil), ``deploy``, ``client`` (one
+participant per account and process), ``query`` (rounds, model, rewards). Every command takes
+``--network``. ``main(argv)`` returns the exit code, so it is testable without a shell; this is
+the only module that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fl_client import __version__
+from fl_client.config import FLConfig, ProjectConfig, load_config
+from fl_client.errors import ConfigError, FLError
+
+logger = logging.getLogger("fl_client")
+
+DEFAULT_OUT = Path("out")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
+    return project.fl.with_overrides(
+        dataset=getattr(args, "dataset", None),
+        clients=getattr(args, "clients", None),
+        rounds=getattr(args, "rounds", None),
+        epochs=getattr(args, "epochs", None),
+        batch_size=getattr(args, "batch_size", None),
+        learning_rate=getattr(args, "lr", None),
+        partition=getattr(args, "partition", None),
+        dirichlet_alpha=getattr(args, "alpha", None),
+        fraction=getattr(args, "fraction", None),
+        seed=getattr(args, "seed", None),
+    )
+
+
+def _add_fl_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("federated learning (defaults from brownie-config.yaml)")
+    group.add_argument("--dataset", choices=["digits", "mnist5k"])
+    group.add_argument("--clients", type=int, help="number of participants N")
+    group.add_argument("--rounds", type=int, help="number of rounds R")
+    group.add_argument("--epochs", type=int, help="local epochs E")
+    group.add_argument("--batch-size", type=int, help="local batch size B (0: full batch)")
+    group.add_argument("--lr", type=float, help="learning rate")
+    group.add_argument("--partition", choices=["iid", "dirichlet"])
+    group.add_argument("--alpha", type=float, help="Dirichlet concentration for non-IID shards")
+    group.add_argument("--fraction", type=float, help="fraction C of clients per round")
+    group.add_argument("--seed", type=int)
+
+
+def _add_network(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--network",
+        default=default,
+        help="a network from brownie-config.yaml (default: its `networks.default`)",
+    )
+
+
+def _require_rpc(project: ProjectConfig, network: str | None, command: str) -> str:
+    settings = project.network(network)
+    if settings.is_embedded:
+        raise ConfigError(
+            f"`{command}` needs a chain that outlives this process; the embedded chain lives inside "
+            "one process. Start a node with `python -m fl_client node` and pass `--network anvil`, "
+            "or run everything in one process with `python -m fl_client simulate`."
+        )
+    return settings.name
+
+
+# ---------------------------------------------------------------- simulate
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from fl_client.simulation import format_table, run_simulation, table_rows, write_outputs
+
+    project = load_config()
+    fl = _fl_overrides(project, args)
+    selected = max(1, round(fl.clients * fl.fraction))
+    total = fl.rounds * selected
+    print(
+        f"Federated run on the {args.network or project.default_network} chain: {fl.dataset}, "
+        f"{fl.clients} clients x {fl.rounds} rounds, E={fl.epochs} B={fl.batch_size} lr={fl.learning_rate}, "
+        f"{fl.partition} shards"
+    )
+    with tqdm(total=total, unit="submission", disable=args.quiet, dynamic_ncols=True) as bar:
+
+        def progress(message: str) -> None:
+            if "submitted" in message:
+                bar.update(1)
+            bar.set_postfix_str(message)
+
+        result = run_simulation(
+            fl,
+            project=project,
+            network=args.network or project.default_network,
+            tolerance_pp=args.tolerance,
+            check_accuracy=False,
+            progress=progress,
+        )
+    header, rows = table_rows(result)
+    print()
+    print(format_table(header, rows))
+    last = result.rounds[-1]
+    print(
+        f"\nfinal test accuracy: chain {100 * last.accuracy_chain:.2f}%  plain {100 * last.accuracy_plain:.2f}%"
+        f"  gap {last.gap_pp:+.2f} pp (tolerance {args.tolerance} pp)"
+    )
+    exact = all(r.exact_average for r in result.rounds)
+    print(f"on-chain model == integer average of the submitted vectors in every round: {exact}")
+    print(
+        f"{result.num_weights} weights, sums in {result.lane_bits}-bit lanes, deployment gas {result.deploy_gas:,}, "
+        f"{result.seconds:.1f} s in all; contract {result.contract_address}"
+    )
+    out = Path(args.out)
+    paths = write_outputs(result, out)
+    print("wrote " + ", ".join(str(p) for p in paths))
+    if abs(result.final_gap_pp) > args.tolerance:
+        print(
+            f"error: the chain-based and plain runs differ by {result.final_gap_pp:+.2f} pp, "
+            f"more than {args.tolerance} pp",
+            file=sys.stderr,
+        )
+        return 1
+    if not exact:
+        print("error: the on-chain model differs from the reference average", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- node
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    from fl_client.node import start_anvil, stop_process
+
+    project = load_config()
+    network = project.network(args.network or "anvil")
+    if network.is_embedded:
+        raise ConfigError(
+            "the embedded chain needs no node; choose a network with cmd_settings (anvil)"
+        )
+    process, info = start_anvil(network, port=args.port, block_time=args.block_time)
+    print(
+        f"anvil running on {info.url} (pid {info.pid}, chain id {network.expected_chain_id()}, "
+        f"block time {info.block_time or 'instant'}); Ctrl-C stops it"
+    )
+    sys.stdout.flush()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while process.poll() is None:
+            time.sleep(0.2)
+        print(f"anvil exited with code {process.returncode}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        stop_process(process.pid)
+        print("anvil stopped")
+        return 0
+
+
+# ---------------------------------------------------------------- deploy
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from fl_client.chain import DeploymentRecord, DeployParams, connect, deploy, write_record
+    from fl_client.codec import encode
+    from fl_client.data import load_dataset
+    from fl_client.model import build_model, get_flat_parameters
+
+    project = load_config()
+    name = _require_rpc(project, args.network, "deploy")
+    fl = _fl_overrides(project, args)
+    chain = connect(name, config=project)
+    dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
+    model = build_model(dataset.num_features, dataset.num_classes, seed=fl.seed)
+    words, _ = encode(get_flat_parameters(model), fl.fixed_point)
+    params = DeployParams.from_config(
+        fl, num_weights=get_flat_parameters(model).size, clients=fl.clients
+    )
+    contract = deploy(
+        chain,
+        params,
+        initial_words=None if args.zero_model else words,
+        pool_wei=fl.rewards.pool_wei,
+    )
+    block = int(chain.w3.eth.block_number)
+    record = DeploymentRecord(
+        network=name,
+        chain_id=int(chain.w3.eth.chain_id),
+        address=str(contract.address),
+        block_number=block,
+        num_weights=params.num_weights,
+        dataset=fl.dataset,
+        deployer=chain.accounts[0],
+    )
+    path = write_record(record)
+    print(contract.address)
+    print(
+        f"deployed FLCoordinator for {fl.dataset} ({params.num_weights} weights, {params.target_submissions} "
+        f"submissions per round) on {name}; record written to {path}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- client
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from fl_client.chain import connect, contract_at, read_record
+    from fl_client.client import Participant
+    from fl_client.data import load_dataset, make_shards
+    from fl_client.training import TrainConfig
+
+    project = load_config()
+    name = _require_rpc(project, args.network, "client")
+    record = read_record(name)
+    fl = _fl_overrides(project, args).with_overrides(dataset=record.dataset)
+    if not 0 <= args.account < fl.clients:
+        raise ConfigError(f"--account must be in 0..{fl.clients - 1} (clients = {fl.clients})")
+    chain = connect(name, config=project)
+    if int(chain.w3.eth.chain_id) != record.chain_id:
+        raise ConfigError(
+            f"the deployment record is for chain {record.chain_id}, the node is {chain.w3.eth.chain_id}"
+        )
+    account = (
+        chain.accounts[1 + args.account]
+        if len(chain.accounts) > 1 + args.account
+        else chain.accounts[0]
+    )
+    contract = contract_at(chain, record.address)
+    dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
+    shards = make_shards(
+        dataset, fl.clients, scheme=fl.partition, alpha=fl.dirichlet_alpha, seed=fl.seed
+    )
+    participant = Participant(
+        chain=chain,
+        contract=contract,
+        account=account,
+        client_id=args.account,
+        shard=shards[args.account],
+        num_features=dataset.num_features,
+        num_classes=dataset.num_classes,
+        train_config=TrainConfig(
+            epochs=fl.epochs,
+            batch_size=fl.batch_size,
+            learning_rate=fl.learning_rate,
+            algorithm=fl.algorithm,
+        ),
+        seed=fl.seed,
+    )
+    print(
+        f"client {args.account} ({account}, {shards[args.account].num_samples} samples) on {name}"
+    )
+
+    def show(outcome: Any) -> None:
+        tier = "none" if outcome.tier == 255 else f"T{outcome.tier}"
+        print(
+            f"round {outcome.round_number}: distance {outcome.distance:,}, tier {tier}, reward "
+            f"{outcome.reward_wei} wei, gas {outcome.gas_used:,}{' (closed the round)' if outcome.closed_round else ''}"
+        )
+        sys.stdout.flush()
+
+    participant.run(fl.rounds, poll_interval=args.poll, timeout=args.timeout, on_outcome=show)
+    print(f"client {args.account}: done after round {fl.rounds}")
+    return 0
+
+
+# ---------------------------------------------------------------- query
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from fl_client.chain import connect, contract_at, read_model_words, read_record, read_round
+    from fl_client.codec import dequantize, model_hash, unpack
+    from fl_client.data import load_dataset
+    from fl_client.model import build_model, set_flat_parameters
+    from fl_client.training import evaluate
+
+    project = load_config()
+    name = _require_rpc(project, args.network, "query")
+    record = read_record(name)
+    chain = connect(name, config=project)
+    contract = contract_at(chain, record.address)
+    info = read_round(contract)
+    functions = contract.functions
+    print(f"coordinator {record.address} on {name} (chain id {record.chain_id})")
+    print(
+        f"round {info.number} ({info.phase}): {info.completed}/{functions.targetSubmissions().call()} submissions "
+        f"(min {functions.minSubmissions().call()}), deadline {info.deadline} (chain time {chain.timestamp()})"
+    )
+    words = read_model_words(contract)
+    scale = int(functions.scale().call())
+    weights = dequantize(
+        unpack(words, record.num_weights), project.fl.fixed_point.__class__(scale, 32767)
+    )
+    print(
+        f"global model v{functions.modelVersion().call()}: {record.num_weights} weights, "
+        f"min {weights.min():+.4f} max {weights.max():+.4f} mean |w| {np.abs(weights).mean():.4f}, "
+        f"hash 0x{model_hash(words).hex()}"
+    )
+    if not args.no_eval:
+        dataset = load_dataset(
+            record.dataset, test_fraction=project.fl.test_fraction, seed=project.fl.seed
+        )
+        model = build_model(dataset.num_features, dataset.num_classes, seed=0)
+        set_flat_parameters(model, weights)
+        evaluation = evaluate(model, dataset.x_test, dataset.y_test)
+        print(
+            f"test accuracy of the global model on {record.dataset}: {100 * evaluation.accuracy:.2f}%"
+        )
+    funded, credited, withdrawn = (
+        int(functions.totalFunded().call()),
+        int(functions.totalCredited().call()),
+        int(functions.totalWithdrawn().call()),
+    )
+    print(f"pool: funded {funded} wei, credited {credited} wei, withdrawn {withdrawn} wei")
+    if args.account is not None:
+        accounts = [
+            chain.accounts[1 + args.account] if len(chain.accounts) > 1 else chain.accounts[0]
+        ]
+    elif args.all:
+        events = contract.events.SubmissionAccepted().get_logs(from_block=record.block_number)
+        accounts = sorted({str(e["args"]["client"]) for e in events})
+    else:
+        accounts = []
+    for account in accounts:
+        print(f"  {account}: credit {functions.credit(account).call()} wei")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fl_client", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--version", action="version", version=f"fl_client {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the package does")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    simulate = commands.add_parser(
+        "simulate", help="the main job: N clients x R rounds in one process"
+    )
+    _add_network(simulate)
+    _add_fl_options(simulate)
+    simulate.add_argument(
+        "--out", default=str(DEFAULT_OUT / "simulation"), help="folder for JSON, CSV and plots"
+    )
+    simulate.add_argument("--tolerance", type=float, default=1.0, help="allowed accuracy gap in pp")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(handler=cmd_simulate)
+
+    node = commands.add_parser("node", help="start a local anvil node (Ctrl-C stops it)")
+    _add_network(node, "anvil")
+    node.add_argument("--port", type=int, help="port on 127.0.0.1 (default: from the config)")
+    node.add_argument("--block-time", type=int, help="seconds per block (default: instant mining)")
+    node.set_defaults(handler=cmd_node)
+
+    deploy = commands.add_parser(
+        "deploy", help="deploy a coordinator and write the deployment record"
+    )
+    _add_network(deploy)
+    _add_fl_options(deploy)
+    deploy.add_argument("--zero-model", action="store_true", help="start from a zero model")
+    deploy.set_defaults(handler=cmd_deploy)
+
+    client = commands.add_parser("client", help="run one participant (one account) for R rounds")
+    _add_network(client)
+    _add_fl_options(client)
+    client.add_argument(
+        "--account", type=int, required=True, help="client index I (its shard and account)"
+    )
+    client.add_argument("--poll", type=float, default=0.5, help="seconds between round polls")
+    client.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for a round")
+    client.set_defaults(handler=cmd_client)
+
+    query = commands.add_parser("query", help="round status, the global model and rewards")
+    _add_network(query)
+    who = query.add_mutually_exclusive_group()
+    who.add_argument("--account", type=int, help="rewards of client I")
+    who.add_argument("--all", action="store_true", help="rewards of every client that submitted")
+    query.add_argument("--no-eval", action="store_true", help="skip the test-accuracy evaluation")
+    query.set_defaults(handler=cmd_query)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; return its exit code (0 success, 1 failure, 2 usage)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except FLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def entrypoint() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
