@@ -8,6 +8,7 @@ to the contract's custom error name and values.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ import requests
 from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
+from eth_tester.exceptions import TransactionFailed
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 from web3 import HTTPProvider, Web3
@@ -226,7 +228,10 @@ def decode_revert(abi: Sequence[Any], data: str | bytes | None) -> ContractRever
             (reason,) = abi_decode(["string"], raw[4:])
             return ContractRevertError("Error", {"reason": reason}, f"Error({reason!r})")
         return ContractRevertError("Unknown", {"data": "0x" + raw.hex()})
-    values = abi_decode(spec.types, raw[4:])
+    values = [
+        to_checksum_address(value) if kind == "address" else value
+        for kind, value in zip(spec.types, abi_decode(spec.types, raw[4:]), strict=True)
+    ]
     return ContractRevertError(spec.name, dict(zip(spec.names, values, strict=True)))
 
 
@@ -237,14 +242,47 @@ def _revert_data(exc: ContractLogicError) -> str | None:
     return data
 
 
+def _tester_revert_bytes(exc: BaseException) -> bytes | None:
+    """Raw revert data of an embedded-chain failure.
+
+    web3's eth-tester provider re-raises the tester's ``TransactionFailed`` with the revert data
+    rendered into a message; the original, with the raw bytes, is in the exception's context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, TransactionFailed) and current.args:
+            first = current.args[0]
+            if isinstance(first, Exception) and first.args:
+                first = first.args[0]
+            if isinstance(first, bytes):
+                return first
+            if isinstance(first, str):
+                # The tester renders the revert data as the repr of a bytes object.
+                text = first.removeprefix("execution reverted: ")
+                if text.startswith(("b'", 'b"')):
+                    try:
+                        value = ast.literal_eval(text)
+                    except (ValueError, SyntaxError):
+                        value = None
+                    if isinstance(value, bytes):
+                        return value
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _translate(exc: Exception, abi: Sequence[Any], what: str) -> ChainError:
     if isinstance(exc, (ContractCustomError, ContractPanicError, ContractLogicError)):
         return decode_revert(abi, _revert_data(exc))
+    raw = _tester_revert_bytes(exc)
+    if raw is not None:
+        return decode_revert(abi, raw)
     if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError)):
         return NodeUnreachableError(f"{what}: the node stopped answering ({type(exc).__name__})")
     message = str(exc)
     lowered = message.lower()
-    if "insufficient funds" in lowered or "sender doesn't have enough funds" in lowered:
+    if "insufficient funds" in lowered or "cannot afford txn" in lowered:
         return InsufficientFundsError(f"{what}: the account cannot pay for it ({message})")
     if "out of gas" in lowered or "gas required exceeds" in lowered or "intrinsic gas" in lowered:
         return OutOfGasError(f"{what}: {message}")
@@ -287,23 +325,35 @@ def send(
     label = what or function.fn_name
     abi = function.contract_abi
     tx: dict[str, Any] = {"from": sender, "value": value}
+    balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
+    price = chain.w3.eth.gas_price
+    affordable = (balance - value) // price if price else chain.tx_gas_cap
+    if affordable < 21_000:
+        raise InsufficientFundsError(
+            f"{label}: account {sender} holds {balance} wei, not enough for {value} wei plus the "
+            f"fee of a transaction at {price} wei per gas"
+        )
     try:
-        # A call with the whole cap: a revert is decoded, and running out of gas shows that the
-        # transaction cannot fit the cap, before anything is sent.
-        function.call({**tx, "gas": chain.tx_gas_cap})  # type: ignore[arg-type]
+        # A call with all the gas the sender may spend, up to the cap: a revert is decoded, and
+        # running out of gas shows that the transaction cannot fit, before anything is sent.
+        function.call({**tx, "gas": min(chain.tx_gas_cap, affordable)})  # type: ignore[arg-type]
         # py-evm's estimator runs the call many times (binary search): give the embedded chain
         # the cap instead; real nodes estimate natively.
         gas = chain.tx_gas_cap if chain.is_embedded else function.estimate_gas(tx)  # type: ignore[arg-type]
     except Exception as exc:
-        raise _translate(exc, abi, label) from exc
+        error = _translate(exc, abi, label)
+        if isinstance(error, OutOfGasError) and affordable < chain.tx_gas_cap:
+            raise InsufficientFundsError(
+                f"{label}: account {sender} holds {balance} wei, which pays for {affordable:,} gas, "
+                "too little for this transaction"
+            ) from exc
+        raise error from exc
     if gas > chain.tx_gas_cap:
         raise OutOfGasError(
             f"{label} needs {gas:,} gas, above the per-transaction cap of {chain.tx_gas_cap:,}"
         )
     if not chain.is_embedded:
         gas = min(int(gas * GAS_HEADROOM), chain.tx_gas_cap)
-    balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
-    price = chain.w3.eth.gas_price
     if balance < value + gas * price:
         raise InsufficientFundsError(
             f"{label}: account {sender} holds {balance} wei, needs up to {value + gas * price} wei"
