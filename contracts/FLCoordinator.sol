@@ -37,10 +37,19 @@ contract FLCoordinator {
         SquaredL2
     }
 
+    /// @notice How clients hand in their weights.
+    enum Mode {
+        Direct, // `submit` in the clear
+        CommitReveal, // `commit` a salted hash, then `reveal` once commits are closed
+        SecureAggregation // `submitMasked`: pairwise masks that cancel in the sum
+    }
+
     /// @notice Where the contract is in its life cycle.
     enum Phase {
         Setup,
-        Open
+        Open, // Direct and SecureAggregation rounds
+        Commit, // CommitReveal: taking commitments
+        Reveal // CommitReveal: taking reveals
     }
 
     /// @notice Deployment parameters. All are validated by the constructor.
@@ -60,6 +69,8 @@ contract FLCoordinator {
         uint256 wordsPerSegment; // words per transaction for large vectors (>= words: one segment)
         uint256[] tierThresholds; // ascending distance thresholds, inclusive
         uint256[] tierRewards; // descending rewards in wei, one per threshold
+        Mode mode;
+        uint256 revealDuration; // CommitReveal: seconds from the end of commits to the reveal deadline
     }
 
     // ---------------------------------------------------------------- errors
@@ -94,6 +105,24 @@ contract FLCoordinator {
     error CoordinatorWithdrawalFailed(address account, uint256 amount);
     /// @notice Funding with zero value.
     error CoordinatorZeroFunding();
+    /// @notice The call belongs to another submission mode than the deployment's `mode`.
+    error CoordinatorWrongMode(Mode mode);
+    /// @notice `account` committed already in `round`.
+    error CoordinatorAlreadyCommitted(uint256 round, address account);
+    /// @notice `account` reveals in `round` without a commitment.
+    error CoordinatorNoCommitment(uint256 round, address account);
+    /// @notice The reveal of `account` in `round` does not match its commitment.
+    error CoordinatorRevealMismatch(uint256 round, address account);
+    /// @notice The reveal phase of `round` ended at `deadline`.
+    error CoordinatorRevealClosed(uint256 round, uint256 deadline);
+    /// @notice `account` registered a key already.
+    error CoordinatorAlreadyRegistered(address account);
+    /// @notice `account` has no key in the secure-aggregation cohort.
+    error CoordinatorNotRegistered(address account);
+    /// @notice The cohort already has `size` members.
+    error CoordinatorCohortFull(uint256 size);
+    /// @notice Masked submissions need the whole cohort: `registered` of `required` keys so far.
+    error CoordinatorCohortIncomplete(uint256 registered, uint256 required);
 
     // ---------------------------------------------------------------- events
 
@@ -120,6 +149,15 @@ contract FLCoordinator {
         uint256 reward,
         bool counted
     );
+    /// @notice `client` committed to its round-`round` update.
+    event CommitmentAccepted(uint256 indexed round, address indexed client);
+    /// @notice Commits of `round` closed; reveals are taken until `deadline`.
+    event RevealOpened(uint256 indexed round, uint256 deadline);
+    /// @notice Round `round` ended without a new model (too few reveals, or a masked client dropped
+    /// out so that the masks cannot cancel); its sums were discarded.
+    event RoundAbandoned(uint256 indexed round, uint256 submissions);
+    /// @notice `client` joined the secure-aggregation cohort as member `index` with an X25519 key.
+    event KeyRegistered(address indexed client, bytes32 publicKey, uint256 index);
     /// @notice `funder` added `amount` wei to the reward pool.
     event PoolFunded(address indexed funder, uint256 amount);
     /// @notice `client` withdrew `amount` wei of credit.
@@ -171,6 +209,12 @@ contract FLCoordinator {
     uint256 public immutable numSegments;
     /// @notice Bits per lane of the round sums (16, 32, 64 or 128), chosen from the parameters.
     uint256 public immutable laneBits;
+    /// @notice How clients hand in their weights.
+    Mode public immutable mode;
+    /// @notice CommitReveal: seconds for reveals once commits closed.
+    uint256 public immutable revealDuration;
+    /// @notice Sum words per model word (laneBits / 16); a masked submission has numWords times this.
+    uint256 public immutable sumWordsPerWord;
 
     uint256 private immutable _sumWordsPerWord; // laneBits / 16
     uint256 private immutable _lanesPerSumWord; // 256 / laneBits
@@ -191,6 +235,7 @@ contract FLCoordinator {
         uint64 deadline;
         uint32 started; // submissions with at least one segment in
         uint32 completed; // submissions with every segment in
+        uint32 commits; // CommitReveal: commitments taken
         Phase phase;
     }
 
@@ -210,6 +255,11 @@ contract FLCoordinator {
     mapping(uint256 segment => uint256 roundAndWeight) private _segmentWeight;
     // round << 192 | segments done << 160 | sample count << 128 | distance so far
     mapping(address client => uint256 packedProgress) private _progress;
+
+    mapping(uint256 round => mapping(address client => bytes32 commitment)) private _commitments;
+    address[] private _cohort;
+    /// @notice The X25519 public key `client` registered for secure aggregation (zero: none).
+    mapping(address client => bytes32 publicKey) public publicKeyOf;
 
     /// @notice Whether `account` may submit when the allowlist is enabled.
     mapping(address account => bool isAllowed) public allowed;
@@ -263,6 +313,9 @@ contract FLCoordinator {
         wordsPerSegment = params.wordsPerSegment < words ? params.wordsPerSegment : words;
         numSegments = (words + wordsPerSegment - 1) / wordsPerSegment;
         laneBits = bits;
+        mode = params.mode;
+        revealDuration = params.revealDuration;
+        sumWordsPerWord = bits / 16;
         _sumWordsPerWord = bits / 16;
         _lanesPerSumWord = 256 / bits;
         _spreadMask = PackedVectors.broadcast(0xFFFF, bits);
@@ -328,54 +381,17 @@ contract FLCoordinator {
 
     /// @notice Submits (a segment of) the caller's quantized weights for the open round, and on
     /// the last segment credits its reward. Closes the round when it reaches its target, or when
-    /// its deadline passed and it reached its minimum.
+    /// its deadline passed and it reached its minimum. Direct mode only.
     /// @param round The open round's number (guards against a stale submission).
     /// @param sampleCount Training samples behind the update (the FedAvg weight); the same for
     /// every segment.
     /// @param segment Index of this segment (0 for a vector that fits one transaction).
     /// @param words The segment's packed words.
     function submit(uint256 round, uint256 sampleCount, uint256 segment, uint256[] calldata words) external {
+        if (mode != Mode.Direct) revert CoordinatorWrongMode(mode);
         RoundState memory state = _round;
-        if (state.phase != Phase.Open) revert CoordinatorWrongPhase(state.phase);
-        if (round != state.number) revert CoordinatorWrongRound(round, state.number);
-        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
-        if (sampleCount == 0 || sampleCount > maxSampleCount) {
-            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
-        }
-
-        uint256 progress = _progress[msg.sender];
-        uint256 done;
-        uint256 distanceSoFar;
-        if (progress >> 192 == round) {
-            done = (progress >> 160) & type(uint32).max;
-            if (done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
-            uint256 declared = (progress >> 128) & type(uint32).max;
-            if (sampleCount != declared) revert CoordinatorInvalidSampleCount(sampleCount, declared);
-            distanceSoFar = uint128(progress);
-        } else {
-            if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
-            ++state.started;
-        }
-        if (segment != done) revert CoordinatorWrongSegment(done, segment);
-
-        uint256 firstWord = segment * wordsPerSegment;
-        uint256 remaining = numWords - firstWord;
-        uint256 expected = remaining < wordsPerSegment ? remaining : wordsPerSegment;
-        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
-
-        uint256 total = distanceSoFar + _measure(firstWord, words);
-        bool counted = total <= maxCountedDistance;
-        if (counted) _accumulate(round, segment, words, aggregation == Aggregation.Mean ? 1 : sampleCount);
-        ++done;
-        _progress[msg.sender] = (round << 192) | (done << 160) | (sampleCount << 128) | total;
-
-        if (numSegments > 1) emit SegmentAccepted(round, msg.sender, segment, counted);
-        if (done == numSegments) {
-            ++state.completed;
-            (uint8 tier, uint256 reward) = counted ? _reward(total) : (NO_TIER, 0);
-            emit SubmissionAccepted(round, msg.sender, sampleCount, total, tier, reward, counted);
-        }
-
+        _checkRound(state, round, Phase.Open);
+        _accept(state, round, sampleCount, segment, words);
         if (
             state.completed == targetSubmissions
                 || (block.timestamp >= state.deadline && state.completed >= minSubmissions)
@@ -386,21 +402,175 @@ contract FLCoordinator {
         }
     }
 
-    /// @notice Closes the open round once its deadline passed and it has `minSubmissions`
-    /// complete submissions; below the minimum, extends its deadline by `roundDuration`.
+    /// @notice Commits to the caller's update for `round` (CommitReveal mode): the hash that
+    /// `commitmentOf` computes. Commits close when `targetSubmissions` arrived, or once the
+    /// deadline passed with `minSubmissions` (on a commit or `finalize`); then reveals open.
+    /// @param round The round in its commit phase.
+    /// @param commitment `commitmentOf(round, msg.sender, sampleCount, salt, segmentHashes)`.
+    function commit(uint256 round, bytes32 commitment) external {
+        if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
+        RoundState memory state = _round;
+        _checkRound(state, round, Phase.Commit);
+        if (_commitments[round][msg.sender] != bytes32(0)) revert CoordinatorAlreadyCommitted(round, msg.sender);
+        if (state.commits >= targetSubmissions) revert CoordinatorRoundFull(round, state.commits);
+        _commitments[round][msg.sender] = commitment;
+        ++state.commits;
+        emit CommitmentAccepted(round, msg.sender);
+        if (
+            state.commits == targetSubmissions
+                || (block.timestamp >= state.deadline && state.commits >= minSubmissions)
+        ) {
+            _startReveal(state);
+        }
+        _round = state;
+    }
+
+    /// @notice Reveals (a segment of) the update the caller committed to, then handles it like
+    /// `submit`. The round closes when every committer revealed, or at `finalize` after the
+    /// reveal deadline. CommitReveal mode only.
+    /// @param round The round in its reveal phase.
+    /// @param sampleCount As committed.
+    /// @param segment Index of this segment.
+    /// @param words The segment's packed words; their keccak256 must be `segmentHashes[segment]`.
+    /// @param salt The secret that made the commitment unguessable.
+    /// @param segmentHashes keccak256 of every segment's packed words, as committed.
+    function reveal(
+        uint256 round,
+        uint256 sampleCount,
+        uint256 segment,
+        uint256[] calldata words,
+        bytes32 salt,
+        bytes32[] calldata segmentHashes
+    ) external {
+        if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
+        RoundState memory state = _round;
+        _checkRound(state, round, Phase.Reveal);
+        if (block.timestamp >= state.deadline) revert CoordinatorRevealClosed(round, state.deadline);
+        bytes32 committed = _commitments[round][msg.sender];
+        if (committed == bytes32(0)) revert CoordinatorNoCommitment(round, msg.sender);
+        if (
+            segmentHashes.length != numSegments || segment >= numSegments
+                || segmentHashes[segment] != keccak256(abi.encodePacked(words))
+                || commitmentOf(round, msg.sender, sampleCount, salt, segmentHashes) != committed
+        ) revert CoordinatorRevealMismatch(round, msg.sender);
+        _accept(state, round, sampleCount, segment, words);
+        if (state.completed == state.commits) {
+            _close(state);
+        } else {
+            _round = state;
+        }
+    }
+
+    /// @notice Joins the secure-aggregation cohort with an X25519 public key (SecureAggregation
+    /// mode). The cohort has `targetSubmissions` members; masked rounds start once it is full.
+    /// @param publicKey The raw 32-byte X25519 public key.
+    function registerKey(bytes32 publicKey) external {
+        if (mode != Mode.SecureAggregation) revert CoordinatorWrongMode(mode);
+        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
+        if (publicKey == bytes32(0)) revert CoordinatorInvalidParameter("publicKey", 0);
+        if (publicKeyOf[msg.sender] != bytes32(0)) revert CoordinatorAlreadyRegistered(msg.sender);
+        if (_cohort.length >= targetSubmissions) revert CoordinatorCohortFull(_cohort.length);
+        publicKeyOf[msg.sender] = publicKey;
+        _cohort.push(msg.sender);
+        emit KeyRegistered(msg.sender, publicKey, _cohort.length - 1);
+    }
+
+    /// @notice Submits the caller's masked update (SecureAggregation mode): `numWords *
+    /// sumWordsPerWord` words in the layout of the round sums, each lane `weight * (q + 32768)`
+    /// plus the client's pairwise masks, modulo `2**laneBits`. The masks of the whole cohort
+    /// cancel in the sum, so the average is exact while no single submission reveals its update.
+    /// No distance can be measured on masked words: every submission earns the first tier's
+    /// reward. The round closes when the whole cohort submitted.
+    /// @param round The open round.
+    /// @param sampleCount Training samples behind the update.
+    /// @param words The masked words.
+    function submitMasked(uint256 round, uint256 sampleCount, uint256[] calldata words) external {
+        if (mode != Mode.SecureAggregation) revert CoordinatorWrongMode(mode);
+        RoundState memory state = _round;
+        _checkRound(state, round, Phase.Open);
+        if (_cohort.length < targetSubmissions) revert CoordinatorCohortIncomplete(_cohort.length, targetSubmissions);
+        if (publicKeyOf[msg.sender] == bytes32(0)) revert CoordinatorNotRegistered(msg.sender);
+        if (sampleCount == 0 || sampleCount > maxSampleCount) {
+            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
+        }
+        if (_progress[msg.sender] >> 192 == round) revert CoordinatorAlreadySubmitted(round, msg.sender);
+        uint256 expected = numWords * _sumWordsPerWord;
+        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
+
+        _addSegmentWeight(round, 0, aggregation == Aggregation.Mean ? 1 : sampleCount);
+        uint256 highBits = _sumHighBits;
+        for (uint256 i = 0; i < words.length; ++i) {
+            uint256 slot = SUM_BASE + i;
+            _store(slot, _load(slot).addLanes(words[i], highBits));
+        }
+        _progress[msg.sender] = (round << 192) | (numSegments << 160) | (sampleCount << 128);
+        ++state.started;
+        ++state.completed;
+        uint256 reward = _credit(_tierRewards[0]);
+        emit SubmissionAccepted(round, msg.sender, sampleCount, 0, 0, reward, true);
+        if (state.completed == targetSubmissions) {
+            _close(state);
+        } else {
+            _round = state;
+        }
+    }
+
+    /// @notice Moves the open round on once its deadline passed. Direct: closes it with
+    /// `minSubmissions`, else extends the deadline by `roundDuration`. CommitReveal: after the
+    /// commit deadline, opens reveals with `minSubmissions` commitments (else extends); after the
+    /// reveal deadline, closes with `minSubmissions` reveals, else abandons the round.
+    /// SecureAggregation: a round that some of the cohort left abandons (the masks cannot cancel);
+    /// one nobody submitted to is extended.
     function finalize() external {
         RoundState memory state = _round;
-        if (state.phase != Phase.Open) revert CoordinatorWrongPhase(state.phase);
+        if (state.phase == Phase.Setup) revert CoordinatorWrongPhase(state.phase);
         if (block.timestamp < state.deadline) {
             revert CoordinatorNotClosable(state.number, state.deadline, state.completed, minSubmissions);
         }
-        if (state.completed < minSubmissions) {
-            state.deadline = uint64(block.timestamp + roundDuration);
+        if (state.phase == Phase.Commit) {
+            if (state.commits >= minSubmissions) {
+                _startReveal(state);
+            } else {
+                _extend(state);
+            }
             _round = state;
-            emit RoundExtended(state.number, state.deadline);
-            return;
+        } else if (state.phase == Phase.Reveal) {
+            if (state.completed >= minSubmissions) _close(state);
+            else _abandon(state);
+        } else if (mode == Mode.SecureAggregation) {
+            if (state.completed > 0) {
+                _abandon(state);
+            } else {
+                _extend(state);
+                _round = state;
+            }
+        } else if (state.completed >= minSubmissions) {
+            _close(state);
+        } else {
+            _extend(state);
+            _round = state;
         }
-        _close(state);
+    }
+
+    /// @notice The commitment a client makes in CommitReveal mode.
+    /// @return keccak256 of (chain id, this contract, round, client, sample count, salt, segment hashes).
+    function commitmentOf(
+        uint256 round,
+        address client,
+        uint256 sampleCount,
+        bytes32 salt,
+        bytes32[] calldata segmentHashes
+    ) public view returns (bytes32) {
+        return keccak256(abi.encode(block.chainid, address(this), round, client, sampleCount, salt, segmentHashes));
+    }
+
+    /// @notice The secure-aggregation cohort: members in registration order and their keys.
+    function cohort() external view returns (address[] memory accounts, bytes32[] memory keys) {
+        accounts = _cohort;
+        keys = new bytes32[](accounts.length);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            keys[i] = publicKeyOf[accounts[i]];
+        }
     }
 
     // ---------------------------------------------------------------- money
@@ -530,6 +700,21 @@ contract FLCoordinator {
         if (p.maxCountedDistance != 0 && p.maxCountedDistance < p.minRewardDistance) {
             revert CoordinatorInvalidParameter("maxCountedDistance", p.maxCountedDistance);
         }
+        if (p.mode == Mode.CommitReveal && (p.revealDuration == 0 || p.revealDuration > 365 days)) {
+            revert CoordinatorInvalidParameter("revealDuration", p.revealDuration);
+        }
+        if (p.mode == Mode.SecureAggregation) {
+            // Masks cancel only in the sum of the whole cohort; masked words carry no distance.
+            if (p.minSubmissions != p.targetSubmissions) {
+                revert CoordinatorInvalidParameter("minSubmissions", p.minSubmissions);
+            }
+            if (p.wordsPerSegment < PackedVectors.wordsFor(p.numWeights)) {
+                revert CoordinatorInvalidParameter("wordsPerSegment", p.wordsPerSegment);
+            }
+            if (p.minRewardDistance != 0 || p.maxCountedDistance != 0) {
+                revert CoordinatorInvalidParameter("distanceBounds", 0);
+            }
+        }
     }
 
     function _beforeLoad(uint256 firstWord, uint256 count) private view {
@@ -563,8 +748,84 @@ contract FLCoordinator {
 
     function _open(uint256 number) private {
         uint256 deadline = block.timestamp + roundDuration;
-        _round = RoundState({number: uint64(number), deadline: uint64(deadline), started: 0, completed: 0, phase: Phase.Open});
+        _round = RoundState({
+            number: uint64(number),
+            deadline: uint64(deadline),
+            started: 0,
+            completed: 0,
+            commits: 0,
+            phase: mode == Mode.CommitReveal ? Phase.Commit : Phase.Open
+        });
         emit RoundOpened(number, deadline);
+    }
+
+    function _checkRound(RoundState memory state, uint256 round, Phase phase) private view {
+        if (state.phase != phase) revert CoordinatorWrongPhase(state.phase);
+        if (round != state.number) revert CoordinatorWrongRound(round, state.number);
+        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
+    }
+
+    function _startReveal(RoundState memory state) private {
+        state.phase = Phase.Reveal;
+        state.deadline = uint64(block.timestamp + revealDuration);
+        emit RevealOpened(state.number, state.deadline);
+    }
+
+    function _extend(RoundState memory state) private {
+        state.deadline = uint64(block.timestamp + roundDuration);
+        emit RoundExtended(state.number, state.deadline);
+    }
+
+    /// Takes segment `segment` of the caller's vector: checks, measures, adds it to the round sums
+    /// (unless beyond `maxCountedDistance`) and, on the last segment, credits the reward.
+    function _accept(
+        RoundState memory state,
+        uint256 round,
+        uint256 sampleCount,
+        uint256 segment,
+        uint256[] calldata words
+    ) private {
+        if (sampleCount == 0 || sampleCount > maxSampleCount) {
+            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
+        }
+        uint256 progress = _progress[msg.sender];
+        uint256 done;
+        uint256 distanceSoFar;
+        if (progress >> 192 == round) {
+            done = (progress >> 160) & type(uint32).max;
+            if (done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
+            uint256 declared = (progress >> 128) & type(uint32).max;
+            if (sampleCount != declared) revert CoordinatorInvalidSampleCount(sampleCount, declared);
+            distanceSoFar = uint128(progress);
+        } else {
+            if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
+            ++state.started;
+        }
+        if (segment != done) revert CoordinatorWrongSegment(done, segment);
+
+        uint256 firstWord = segment * wordsPerSegment;
+        uint256 remaining = numWords - firstWord;
+        uint256 expected = remaining < wordsPerSegment ? remaining : wordsPerSegment;
+        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
+
+        uint256 total = distanceSoFar + _measure(firstWord, words);
+        bool counted = total <= maxCountedDistance;
+        if (counted) _accumulate(round, segment, words, aggregation == Aggregation.Mean ? 1 : sampleCount);
+        ++done;
+        _progress[msg.sender] = (round << 192) | (done << 160) | (sampleCount << 128) | total;
+
+        if (numSegments > 1) emit SegmentAccepted(round, msg.sender, segment, counted);
+        if (done == numSegments) {
+            ++state.completed;
+            (uint8 tier, uint256 reward) = counted ? _reward(total) : (NO_TIER, 0);
+            emit SubmissionAccepted(round, msg.sender, sampleCount, total, tier, reward, counted);
+        }
+    }
+
+    function _addSegmentWeight(uint256 round, uint256 segment, uint256 weight) private {
+        uint256 segmentWeight = _segmentWeight[segment];
+        uint256 sum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
+        _segmentWeight[segment] = (round << 128) | (sum + weight);
     }
 
     /// Distance of `words` from the global model at `firstWord`; reverts on a weight out of range.
@@ -584,9 +845,7 @@ contract FLCoordinator {
 
     /// Adds segment `segment` (`words`) times `weight` into the round sums, lane-parallel.
     function _accumulate(uint256 round, uint256 segment, uint256[] calldata words, uint256 weight) private {
-        uint256 segmentWeight = _segmentWeight[segment];
-        uint256 sum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
-        _segmentWeight[segment] = (round << 128) | (sum + weight);
+        _addSegmentWeight(round, segment, weight);
         uint256 perWord = _sumWordsPerWord;
         uint256 mask = _spreadMask;
         uint256 highBits = _sumHighBits;
@@ -619,6 +878,24 @@ contract FLCoordinator {
         uint256 version = modelVersion + 1;
         modelVersion = version;
         emit RoundClosed(round, version, modelHash, state.completed);
+        _open(round + 1);
+    }
+
+    /// Ends the round without a new model: resets the sums it added to, opens the next round.
+    function _abandon(RoundState memory state) private {
+        uint256 round = state.number;
+        uint256 perWord = _sumWordsPerWord;
+        uint256 start = _sumStart;
+        for (uint256 segment = 0; segment < numSegments; ++segment) {
+            uint256 segmentWeight = _segmentWeight[segment];
+            if (segmentWeight >> 128 != round || uint128(segmentWeight) == 0) continue;
+            uint256 first = segment * wordsPerSegment * perWord;
+            uint256 end = (segment + 1) * wordsPerSegment < numWords ? (segment + 1) * wordsPerSegment : numWords;
+            for (uint256 slot = SUM_BASE + first; slot < SUM_BASE + end * perWord; ++slot) {
+                _store(slot, start);
+            }
+        }
+        emit RoundAbandoned(round, state.completed);
         _open(round + 1);
     }
 
@@ -668,12 +945,17 @@ contract FLCoordinator {
                 break;
             }
         }
-        if (reward == 0) return (tier, 0);
+        reward = _credit(reward);
+    }
+
+    /// Credits the caller `amount`, or what is left in the pool: a valid submission never reverts
+    /// for lack of funds.
+    function _credit(uint256 amount) private returns (uint256 credited) {
         uint256 available = availableRewards();
-        if (reward > available) reward = available; // an empty pool credits what is left, never reverts
-        if (reward > 0) {
-            credit[msg.sender] += reward;
-            totalCredited += uint128(reward);
+        credited = amount < available ? amount : available;
+        if (credited > 0) {
+            credit[msg.sender] += credited;
+            totalCredited += uint128(credited);
         }
     }
 

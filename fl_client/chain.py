@@ -66,7 +66,8 @@ T = TypeVar("T")
 
 AGGREGATION_CODES = {"mean": 0, "sample_weighted": 1}
 DISTANCE_CODES = {"l1": 0, "squared_l2": 1}
-PHASES = ("Setup", "Open")
+MODE_CODES = {"direct": 0, "commit_reveal": 1, "secure_aggregation": 2}
+PHASES = ("Setup", "Open", "Commit", "Reveal")
 
 
 @dataclass
@@ -294,15 +295,32 @@ def _translate(exc: Exception, abi: Sequence[Any], what: str) -> ChainError:
 # ---------------------------------------------------------------- sending
 
 
+SEND_ATTEMPTS = 3  # transactions one `send` may try before TransactionDroppedError
+RECEIPT_POLL = 0.05  # seconds between receipt look-ups
+RETRY_DELAY = 0.25  # seconds before a retry, times the attempt number
+FEE_BUMP_PERCENT = 25  # a replacement pays this much more per gas (nodes want at least 10 %)
+# Node answers to a transaction that says: try again (another nonce, or higher fees).
+_RETRYABLE_SEND_ERRORS = (
+    "nonce too low",
+    "nonce too high",
+    "invalid nonce",
+    "replacement transaction underpriced",
+    "already known",
+    "already imported",
+    "known transaction",
+)
+_CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionError)
+
+
 def call_with_retry(func: Callable[[], T], *, attempts: int = 3, delay: float = 0.5) -> T:
     """Run ``func``; on a lost connection retry with backoff, then raise NodeUnreachableError."""
     for attempt in range(1, attempts + 1):
         try:
             return func()
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except _CONNECTION_ERRORS as exc:
             if attempt == attempts:
                 raise NodeUnreachableError(
-                    f"the node did not answer after {attempts} attempts"
+                    f"the node did not answer after {attempts} attempts ({type(exc).__name__})"
                 ) from exc
             time.sleep(delay * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -316,17 +334,41 @@ def send(
     value: int = 0,
     what: str | None = None,
     wait_timeout: float = 120.0,
+    attempts: int = SEND_ATTEMPTS,
 ) -> TxReceipt:
     """Estimate, check, send and wait for one contract call; raise a typed error on failure.
 
     The gas estimate runs the call first: a revert is decoded before any transaction is sent,
-    and an estimate above the per-transaction cap raises :class:`OutOfGasError` unsent.
+    and an estimate above the per-transaction cap raises :class:`OutOfGasError` unsent. On a
+    node, the call runs against the pending block (whose timestamp is the node's clock; an
+    idle node's latest block may be older than a deadline that has passed).
+
+    Fees are EIP-1559 (type 2): web3 fills ``maxFeePerGas`` and ``maxPriorityFeePerGas`` from
+    the node. On a node the nonce is fixed per call, so at most one of its transactions can be
+    mined: a transaction not mined within ``wait_timeout`` seconds is replaced with fees
+    ``FEE_BUMP_PERCENT`` higher (or sent again when the node dropped it), and a rejected nonce
+    is retried with a fresh one, up to ``attempts`` transactions in all.
+
+    Raises
+    ------
+    ContractRevertError
+        The call reverts (decoded to the contract's custom error).
+    OutOfGasError, InsufficientFundsError
+        The transaction cannot fit the cap, or the account cannot pay for it.
+    TransactionDroppedError
+        No transaction was mined after ``attempts`` tries.
+    NodeUnreachableError
+        The node stopped answering (the transaction may or may not have been sent).
     """
     label = what or function.fn_name
     abi = function.contract_abi
     tx: dict[str, Any] = {"from": sender, "value": value}
-    balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
-    price = chain.w3.eth.gas_price
+    block = None if chain.is_embedded else "pending"
+    try:
+        balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
+        price = chain.w3.eth.gas_price
+    except Exception as exc:
+        raise _translate(exc, abi, label) from exc
     affordable = (balance - value) // price if price else chain.tx_gas_cap
     if affordable < 21_000:
         raise InsufficientFundsError(
@@ -336,10 +378,16 @@ def send(
     try:
         # A call with all the gas the sender may spend, up to the cap: a revert is decoded, and
         # running out of gas shows that the transaction cannot fit, before anything is sent.
-        function.call({**tx, "gas": min(chain.tx_gas_cap, affordable)})  # type: ignore[arg-type]
+        function.call(  # type: ignore[arg-type]
+            {**tx, "gas": min(chain.tx_gas_cap, affordable)}, block_identifier=block
+        )
         # py-evm's estimator runs the call many times (binary search): give the embedded chain
         # the cap instead; real nodes estimate natively.
-        gas = chain.tx_gas_cap if chain.is_embedded else function.estimate_gas(tx)  # type: ignore[arg-type]
+        gas = (
+            chain.tx_gas_cap
+            if chain.is_embedded
+            else function.estimate_gas(tx, block_identifier=block)  # type: ignore[arg-type]
+        )
     except Exception as exc:
         error = _translate(exc, abi, label)
         if isinstance(error, OutOfGasError) and affordable < chain.tx_gas_cap:
@@ -356,24 +404,149 @@ def send(
         gas = min(int(gas * GAS_HEADROOM), chain.tx_gas_cap)
     if balance < value + gas * price:
         raise InsufficientFundsError(
-            f"{label}: account {sender} holds {balance} wei, needs up to {value + gas * price} wei"
+            f"{label}: account {sender} holds {balance} wei, not enough for up to "
+            f"{value + gas * price} wei"
         )
     tx["gas"] = gas
-    try:
-        tx_hash = function.transact(tx)  # type: ignore[arg-type]
-        receipt = chain.w3.eth.wait_for_transaction_receipt(
-            tx_hash, timeout=wait_timeout, poll_latency=0.05
+    if chain.is_embedded:
+        # eth-tester mines every transaction at once: nothing to replace or resend.
+        try:
+            tx_hash = function.transact(tx)  # type: ignore[arg-type]
+            receipt = chain.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=wait_timeout, poll_latency=RECEIPT_POLL
+            )
+        except TimeExhausted as exc:
+            raise TransactionDroppedError(
+                f"{label}: not mined within {wait_timeout:.0f} s"
+            ) from exc
+        except Exception as exc:
+            raise _translate(exc, abi, label) from exc
+    else:
+        receipt = _send_until_mined(
+            chain, function, tx, label=label, wait_timeout=wait_timeout, attempts=attempts
         )
-    except TimeExhausted as exc:
-        raise TransactionDroppedError(f"{label}: not mined within {wait_timeout:.0f} s") from exc
-    except Exception as exc:
-        raise _translate(exc, abi, label) from exc
     if receipt["status"] != 1:
         if receipt["gasUsed"] >= gas:
             raise OutOfGasError(f"{label} ran out of gas ({gas:,} given)")
         raise ChainError(f"{label} failed in block {receipt['blockNumber']} (status 0)")
     chain.gas_used.append(int(receipt["gasUsed"]))
     return receipt
+
+
+def _send_until_mined(
+    chain: Chain,
+    function: ContractFunction,
+    tx: dict[str, Any],
+    *,
+    label: str,
+    wait_timeout: float,
+    attempts: int,
+) -> TxReceipt:
+    """Send ``tx`` (one nonce for every attempt) until one of its versions is mined."""
+    w3 = chain.w3
+    sender = tx["from"]
+    sent: list[bytes] = []
+    nonce: int | None = None
+    fees: tuple[int, int] | None = None  # (maxFeePerGas, maxPriorityFeePerGas) to send with
+    problems: list[str] = []
+    for attempt in range(1, max(1, attempts) + 1):
+        try:
+            mined = _receipt_of_any(chain, sent)
+            if mined is not None:
+                return mined
+            if nonce is None:
+                nonce = int(w3.eth.get_transaction_count(sender, "pending"))
+            params = {**tx, "nonce": nonce}
+            if fees is not None:
+                params["maxFeePerGas"], params["maxPriorityFeePerGas"] = fees
+            tx_hash = function.transact(params)  # type: ignore[arg-type]
+        except Exception as exc:
+            message = str(exc).lower()
+            if not any(text in message for text in _RETRYABLE_SEND_ERRORS):
+                raise _translate(exc, function.contract_abi, label) from exc
+            problems.append(f"attempt {attempt}: {exc}")
+            logger.warning("%s: the node rejected the transaction (%s); retrying", label, exc)
+            if "nonce" in message:
+                nonce = None  # taken by another transaction of this account: ask again
+            else:
+                fees = _bumped_fees(chain, sent, fees)  # a version of it is pending: outbid it
+            time.sleep(RETRY_DELAY * attempt)
+            continue
+        sent.append(bytes(tx_hash))
+        try:
+            return w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=wait_timeout, poll_latency=RECEIPT_POLL
+            )
+        except TimeExhausted:
+            pass
+        except Exception as exc:
+            raise _translate(exc, function.contract_abi, label) from exc
+        try:
+            pending = _pending_fees(chain, tx_hash)
+            if pending is None:
+                problems.append(f"attempt {attempt}: 0x{bytes(tx_hash).hex()} was dropped")
+            else:
+                problems.append(
+                    f"attempt {attempt}: 0x{bytes(tx_hash).hex()} still pending after "
+                    f"{wait_timeout:g} s"
+                )
+                fees = _bumped_fees(chain, sent, pending)
+        except Exception as exc:
+            raise _translate(exc, function.contract_abi, label) from exc
+        logger.warning("%s: %s; sending it again (nonce %s)", label, problems[-1], nonce)
+    try:
+        mined = _receipt_of_any(chain, sent)
+    except Exception as exc:
+        raise _translate(exc, function.contract_abi, label) from exc
+    if mined is not None:
+        return mined
+    raise TransactionDroppedError(
+        f"{label}: not mined after {attempts} attempt(s) from {sender} (nonce {nonce}): "
+        + "; ".join(problems)
+    )
+
+
+def _receipt_of_any(chain: Chain, hashes: Sequence[bytes]) -> TxReceipt | None:
+    """The receipt of whichever of ``hashes`` was mined, if one was."""
+    from web3.exceptions import TransactionNotFound
+
+    for tx_hash in hashes:
+        try:
+            return chain.w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            continue
+    return None
+
+
+def _pending_fees(chain: Chain, tx_hash: bytes) -> tuple[int, int] | None:
+    """The fees of a transaction the node still holds unmined; ``None`` when it dropped it."""
+    from web3.exceptions import TransactionNotFound
+
+    try:
+        found = chain.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    except TransactionNotFound:
+        return None
+    if found.get("blockNumber") is not None:
+        return None  # mined after all: the next attempt finds its receipt
+    max_fee = int(found.get("maxFeePerGas", found.get("gasPrice", 0)))
+    tip = int(found.get("maxPriorityFeePerGas", found.get("gasPrice", 0)))
+    return max_fee, tip
+
+
+def _bumped_fees(
+    chain: Chain, sent: Sequence[bytes], previous: tuple[int, int] | None
+) -> tuple[int, int]:
+    """Fees that outbid ``previous`` (or the last pending version) and today's market."""
+    if previous is None and sent:
+        previous = _pending_fees(chain, sent[-1])
+    tip = int(chain.w3.eth.max_priority_fee)
+    base = int(chain.w3.eth.get_block("pending").get("baseFeePerGas", 0))
+    max_fee, priority = 2 * base + tip, tip
+    if previous is not None:
+        factor = 100 + FEE_BUMP_PERCENT
+        max_fee = max(max_fee, previous[0] * factor // 100 + 1)
+        priority = max(priority, previous[1] * factor // 100 + 1)
+    return max_fee, min(priority, max_fee)
 
 
 # ---------------------------------------------------------------- deployment
@@ -398,12 +571,15 @@ class DeployParams:
     words_per_segment: int
     tier_thresholds: tuple[int, ...]
     tier_rewards: tuple[int, ...]
+    mode: str = "direct"
+    reveal_duration: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for the constructor."""
         try:
             aggregation = AGGREGATION_CODES[self.aggregation]
             distance = DISTANCE_CODES[self.distance]
+            mode = MODE_CODES[self.mode]
         except KeyError as exc:
             raise ConfigError(f"unknown aggregation or distance: {exc}") from None
         return (
@@ -422,6 +598,8 @@ class DeployParams:
             self.words_per_segment,
             list(self.tier_thresholds),
             list(self.tier_rewards),
+            mode,
+            self.reveal_duration,
         )
 
     @classmethod
@@ -448,6 +626,8 @@ class DeployParams:
             words_per_segment=contract.words_per_segment,
             tier_thresholds=fl.rewards.thresholds(num_weights),
             tier_rewards=fl.rewards.amounts_wei,
+            mode=contract.mode,
+            reveal_duration=contract.reveal_duration,
         )
 
 

@@ -123,8 +123,14 @@ class ContractConfig:
     min_reward_distance: int = 0
     max_counted_distance: int = 0
     words_per_segment: int = 512
+    mode: str = "direct"
+    reveal_duration: int = 600
 
     def __post_init__(self) -> None:
+        if self.mode not in ("direct", "commit_reveal", "secure_aggregation"):
+            raise ConfigError(
+                f"contract.mode must be direct, commit_reveal or secure_aggregation, got {self.mode!r}"
+            )
         if self.aggregation not in ("mean", "sample_weighted"):
             raise ConfigError(
                 f"contract.aggregation must be mean or sample_weighted, got {self.aggregation!r}"
