@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 
 import requests
 from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_tester import EthereumTester, PyEVMBackend
 from eth_tester.exceptions import TransactionFailed
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
@@ -378,8 +380,9 @@ def send(
     try:
         # A call with all the gas the sender may spend, up to the cap: a revert is decoded, and
         # running out of gas shows that the transaction cannot fit, before anything is sent.
-        function.call(  # type: ignore[arg-type]
-            {**tx, "gas": min(chain.tx_gas_cap, affordable)}, block_identifier=block
+        function.call(
+            {**tx, "gas": min(chain.tx_gas_cap, affordable)},  # type: ignore[arg-type]
+            block_identifier=block,  # type: ignore[arg-type]
         )
         # py-evm's estimator runs the call many times (binary search): give the embedded chain
         # the cap instead; real nodes estimate natively.
@@ -836,3 +839,85 @@ def read_record(network: str, directory: Path = DEPLOYMENTS_DIR) -> DeploymentRe
         )
     data = json.loads(path.read_text(encoding="utf-8"))
     return DeploymentRecord(**data)
+
+
+# ---------------------------------------------------------------- commit-reveal and secure aggregation
+
+
+def segment_hashes(words: Sequence[int], words_per_segment: int) -> list[bytes]:
+    """keccak256 of each segment's packed words (``abi.encodePacked(uint256[])``)."""
+    hashes = []
+    for start in range(0, len(words), words_per_segment):
+        chunk = words[start : start + words_per_segment]
+        hashes.append(keccak(b"".join(int(w).to_bytes(32, "big") for w in chunk)))
+    return hashes
+
+
+def commitment(
+    *,
+    chain_id: int,
+    contract_address: str,
+    round_number: int,
+    client: str,
+    sample_count: int,
+    salt: bytes,
+    hashes: Sequence[bytes],
+) -> bytes:
+    """The commitment ``FLCoordinator.commitmentOf`` computes, computed locally."""
+    encoded = abi_encode(
+        ["uint256", "address", "uint256", "address", "uint256", "bytes32", "bytes32[]"],
+        [chain_id, contract_address, round_number, client, sample_count, salt, list(hashes)],
+    )
+    return keccak(encoded)
+
+
+def commit_words(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    *,
+    round_number: int,
+    sample_count: int,
+    words: Sequence[int],
+    words_per_segment: int,
+    salt: bytes,
+) -> TxReceipt:
+    """Commit to a packed vector (CommitReveal mode)."""
+    digest = commitment(
+        chain_id=int(chain.w3.eth.chain_id),
+        contract_address=str(contract.address),
+        round_number=round_number,
+        client=sender,
+        sample_count=sample_count,
+        salt=salt,
+        hashes=segment_hashes(words, words_per_segment),
+    )
+    return send(chain, contract.functions.commit(round_number, digest), sender, what=f"commit round {round_number}")
+
+
+def reveal_words(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    *,
+    round_number: int,
+    sample_count: int,
+    words: Sequence[int],
+    words_per_segment: int,
+    salt: bytes,
+    start_segment: int = 0,
+) -> list[TxReceipt]:
+    """Reveal a committed vector, segment by segment from ``start_segment`` (CommitReveal mode)."""
+    hashes = segment_hashes(words, words_per_segment)
+    receipts = []
+    for segment in range(start_segment, len(hashes)):
+        part = list(words[segment * words_per_segment : (segment + 1) * words_per_segment])
+        function = contract.functions.reveal(round_number, sample_count, segment, part, salt, hashes)
+        receipts.append(send(chain, function, sender, what=f"reveal round {round_number} segment {segment}"))
+    return receipts
+
+
+def read_cohort(contract: Contract) -> list[tuple[str, bytes]]:
+    """The secure-aggregation cohort: (account, X25519 public key) in registration order."""
+    accounts, keys = call_with_retry(lambda: contract.functions.cohort().call())
+    return [(str(a), bytes(k)) for a, k in zip(accounts, keys, strict=True)]
