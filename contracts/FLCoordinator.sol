@@ -13,8 +13,8 @@ import {PackedVectors} from "./PackedVectors.sol";
 /// is large); the last chunk opens round 1. A round closes when `targetSubmissions` complete
 /// submissions arrived, or, once its deadline passed, as soon as `minSubmissions` did (on the
 /// next submission or a `finalize` call). A round whose deadline passes below the minimum is not
-/// lost: `finalize` extends its deadline by one `roundDuration`, keeping every submission and
-/// credit it holds. Closing computes the new model, opens the next round and never loops over
+/// lost: `finalize` moves its deadline to one `roundDuration` after the call, keeping every
+/// submission and credit it holds. Closing computes the new model, opens the next round and never loops over
 /// participants: per-round sums live in packed storage words that a submission updates in place.
 ///
 /// A vector too large for one transaction is sent in segments of `wordsPerSegment` words, in
@@ -95,6 +95,8 @@ contract FLCoordinator {
     error CoordinatorWrongLength(uint256 expected, uint256 given);
     /// @notice Weight `index` decodes to `value`, outside `[-maxAbs, maxAbs]` (or nonzero padding).
     error CoordinatorWeightOutOfRange(uint256 index, int256 value, uint256 maxAbs);
+    /// @notice A later segment declares `given` samples where the first declared `declared`.
+    error CoordinatorSampleCountChanged(uint256 declared, uint256 given);
     /// @notice The declared sample count is zero or above `max`.
     error CoordinatorInvalidSampleCount(uint256 sampleCount, uint256 max);
     /// @notice The round cannot be finalized before its deadline.
@@ -139,7 +141,9 @@ contract FLCoordinator {
     event SegmentAccepted(uint256 indexed round, address indexed client, uint256 segment, bool counted);
     /// @notice `client` completed its round-`round` submission and was credited `reward` wei.
     /// `tier` is the index of the reward tier, or 255 for none; `counted` is false when the
-    /// distance exceeded `maxCountedDistance` and the submission was left out of the average.
+    /// distance exceeded `maxCountedDistance`: a one-segment submission is then left out of the
+    /// average; of a segmented one, the segments sent before its running distance crossed the
+    /// bound stay in (their part of the vector is within the bound), the rest are left out.
     event SubmissionAccepted(
         uint256 indexed round,
         address indexed client,
@@ -294,7 +298,8 @@ contract FLCoordinator {
         while (bits < 128 && (sumBound >= (uint256(1) << (bits - 1)) || (maxWeight << 16) > (uint256(1) << bits))) {
             bits *= 2;
         }
-        if (sumBound >= (uint256(1) << 127)) revert CoordinatorInvalidParameter("sumBound", sumBound);
+        // The validated bounds keep sumBound below 2**79 (targets and sample counts below 2**32,
+        // |q| below 2**15), so the loop always ends with a lane that holds every sum.
 
         numWeights = params.numWeights;
         numWords = PackedVectors.wordsFor(params.numWeights);
@@ -516,7 +521,7 @@ contract FLCoordinator {
     }
 
     /// @notice Moves the open round on once its deadline passed. Direct: closes it with
-    /// `minSubmissions`, else extends the deadline by `roundDuration`. CommitReveal: after the
+    /// `minSubmissions`, else moves the deadline to `roundDuration` from now. CommitReveal: after the
     /// commit deadline, opens reveals with `minSubmissions` commitments (else extends); after the
     /// reveal deadline, closes with `minSubmissions` reveals, else abandons the round.
     /// SecureAggregation: a round that some of the cohort left abandons (the masks cannot cancel);
@@ -795,7 +800,7 @@ contract FLCoordinator {
             done = (progress >> 160) & type(uint32).max;
             if (done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
             uint256 declared = (progress >> 128) & type(uint32).max;
-            if (sampleCount != declared) revert CoordinatorInvalidSampleCount(sampleCount, declared);
+            if (sampleCount != declared) revert CoordinatorSampleCountChanged(declared, sampleCount);
             distanceSoFar = uint128(progress);
         } else {
             if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
