@@ -140,6 +140,16 @@ class ContractConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Client-side differential privacy (the ``privacy`` section); off unless ``dp`` is true."""
+
+    dp: bool = False
+    clip_norm: float = 1.0
+    noise_multiplier: float = 1.0
+    delta: float = 1e-5
+
+
+@dataclass(frozen=True)
 class FLConfig:
     """Federated-learning defaults (the ``federated_learning`` section)."""
 
@@ -160,6 +170,7 @@ class FLConfig:
     rewards: RewardConfig = field(
         default_factory=lambda: RewardConfig((32, 64, 128), (10**15, 5 * 10**14, 10**14), 10**18)
     )
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def with_overrides(self, **changes: Any) -> FLConfig:
         """A copy with the given fields replaced (``None`` values are ignored)."""
@@ -241,15 +252,19 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
     fixed = _section(raw, "fixed_point")
     contract = _section(raw, "contract")
     rewards = _section(raw, "rewards")
-    known = {f for f in FLConfig.__dataclass_fields__} - {"fixed_point", "contract", "rewards"}
-    unknown = set(raw) - known - {"fixed_point", "contract", "rewards"}
+    privacy = _section(raw, "privacy")
+    sections = {"fixed_point", "contract", "rewards", "privacy"}
+    known = set(FLConfig.__dataclass_fields__) - sections
+    unknown = set(raw) - known - sections
     if unknown:
         raise ConfigError(f"unknown federated_learning keys: {', '.join(sorted(unknown))}")
-    contract_fields = set(ContractConfig.__dataclass_fields__)
-    if set(contract) - contract_fields:
-        raise ConfigError(
-            f"unknown contract keys: {', '.join(sorted(set(contract) - contract_fields))}"
-        )
+    for name, section, cls in (
+        ("contract", contract, ContractConfig),
+        ("privacy", privacy, PrivacyConfig),
+    ):
+        extra = set(section) - set(cls.__dataclass_fields__)
+        if extra:
+            raise ConfigError(f"unknown {name} keys: {', '.join(sorted(extra))}")
     thresholds = tuple(int(v) for v in rewards.get("thresholds_per_weight", ()))
     amounts = tuple(int(v) for v in rewards.get("amounts_wei", ()))
     if len(thresholds) != len(amounts) or not thresholds:
@@ -263,6 +278,7 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
         ),
         contract=ContractConfig(**dict(contract)),
         rewards=RewardConfig(thresholds, amounts, int(rewards.get("pool_wei", 0))),
+        privacy=PrivacyConfig(**dict(privacy)),
     )
 
 
