@@ -36,7 +36,8 @@ def measure(
     """Deploy, run two rounds, and return the gas figures of one model size."""
     fl = load_config().fl
     params = replace(
-        DeployParams.from_config(fl, num_weights=num_weights, clients=clients), aggregation=aggregation
+        DeployParams.from_config(fl, num_weights=num_weights, clients=clients),
+        aggregation=aggregation,
     )
     fmt = fl.fixed_point
     before = len(chain.gas_used)
@@ -117,7 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for num_weights, aggregation in ((650, "mean"), (7_850, "mean"), (7_850, "sample_weighted")):
         chain = connect("embedded", num_accounts=args.clients + 2)
         results.append(
-            measure(chain, num_weights=num_weights, clients=args.clients, seed=args.seed, aggregation=aggregation)
+            measure(
+                chain,
+                num_weights=num_weights,
+                clients=args.clients,
+                seed=args.seed,
+                aggregation=aggregation,
+            )
         )
         print(json.dumps(results[-1]), flush=True)
     report = {

@@ -301,6 +301,10 @@ SEND_ATTEMPTS = 3  # transactions one `send` may try before TransactionDroppedEr
 RECEIPT_POLL = 0.05  # seconds between receipt look-ups
 RETRY_DELAY = 0.25  # seconds before a retry, times the attempt number
 FEE_BUMP_PERCENT = 25  # a replacement pays this much more per gas (nodes want at least 10 %)
+# Gas limit on a node: estimate x this (capped). Other accounts' transactions may land between the
+# estimate and this one: the submission that closes a round costs ~1.75x one that leaves it open.
+# Unused gas is not charged (EIP-1559), so the margin costs nothing but block space.
+NODE_GAS_HEADROOM = 2.0
 # Node answers to a transaction that says: try again (another nonce, or higher fees).
 _RETRYABLE_SEND_ERRORS = (
     "nonce too low",
@@ -340,16 +344,20 @@ def send(
 ) -> TxReceipt:
     """Estimate, check, send and wait for one contract call; raise a typed error on failure.
 
-    The gas estimate runs the call first: a revert is decoded before any transaction is sent,
-    and an estimate above the per-transaction cap raises :class:`OutOfGasError` unsent. On a
-    node, the call runs against the pending block (whose timestamp is the node's clock; an
-    idle node's latest block may be older than a deadline that has passed).
+    The gas estimate runs the call first (with all the gas the sender can pay for, up to the
+    cap): a revert is decoded before any transaction is sent, and a call that cannot fit the cap
+    raises :class:`OutOfGasError` unsent. On a node, the node's own estimate is that call, run
+    against the pending block (whose timestamp is the node's clock; an idle node's latest block
+    may be older than a deadline that has passed), and the calldata is encoded once.
 
     Fees are EIP-1559 (type 2): web3 fills ``maxFeePerGas`` and ``maxPriorityFeePerGas`` from
     the node. On a node the nonce is fixed per call, so at most one of its transactions can be
     mined: a transaction not mined within ``wait_timeout`` seconds is replaced with fees
     ``FEE_BUMP_PERCENT`` higher (or sent again when the node dropped it), and a rejected nonce
-    is retried with a fresh one, up to ``attempts`` transactions in all.
+    is retried with a fresh one, up to ``attempts`` transactions in all. A transaction that ran
+    out of gas on a node is estimated and sent once more: the estimate goes stale when other
+    accounts' transactions change the state first (the submission that closes a round costs
+    more than the one estimated while the round stayed open).
 
     Raises
     ------
@@ -363,9 +371,52 @@ def send(
         The node stopped answering (the transaction may or may not have been sent).
     """
     label = what or function.fn_name
+    estimates = 1 if chain.is_embedded else 2
+    for estimate in range(1, estimates + 1):
+        receipt, gas = _estimate_and_send(
+            chain,
+            function,
+            sender,
+            value=value,
+            what=label,
+            wait_timeout=wait_timeout,
+            attempts=attempts,
+        )
+        if receipt["status"] == 1 or receipt["gasUsed"] < gas or estimate == estimates:
+            break
+        logger.warning(
+            "%s ran out of gas (%s given) in block %s: the state changed since the estimate; "
+            "estimating again",
+            label,
+            gas,
+            receipt["blockNumber"],
+        )
+    if receipt["status"] != 1:
+        if receipt["gasUsed"] >= gas:
+            raise OutOfGasError(f"{label} ran out of gas ({gas:,} given)")
+        raise ChainError(f"{label} failed in block {receipt['blockNumber']} (status 0)")
+    chain.gas_used.append(int(receipt["gasUsed"]))
+    return receipt
+
+
+def _estimate_and_send(
+    chain: Chain,
+    function: ContractFunction,
+    sender: str,
+    *,
+    value: int,
+    what: str | None,
+    wait_timeout: float,
+    attempts: int,
+) -> tuple[TxReceipt, int]:
+    """One estimate (a revert is raised decoded, unsent) and the transaction; its receipt and gas."""
+    label = what or function.fn_name
     abi = function.contract_abi
     tx: dict[str, Any] = {"from": sender, "value": value}
-    block = None if chain.is_embedded else "pending"
+    if not chain.is_embedded:
+        # Encode the calldata once (it takes milliseconds for a segment of hundreds of words)
+        # for the call, the estimate and every version of the transaction.
+        tx.update(to=function.address, data=function._encode_transaction_data())
     try:
         balance = chain.w3.eth.get_balance(sender)  # type: ignore[arg-type]
         price = chain.w3.eth.gas_price
@@ -380,17 +431,16 @@ def send(
     try:
         # A call with all the gas the sender may spend, up to the cap: a revert is decoded, and
         # running out of gas shows that the transaction cannot fit, before anything is sent.
-        function.call(
-            {**tx, "gas": min(chain.tx_gas_cap, affordable)},  # type: ignore[arg-type]
-            block_identifier=block,  # type: ignore[arg-type]
-        )
-        # py-evm's estimator runs the call many times (binary search): give the embedded chain
-        # the cap instead; real nodes estimate natively.
-        gas = (
-            chain.tx_gas_cap
-            if chain.is_embedded
-            else function.estimate_gas(tx, block_identifier=block)  # type: ignore[arg-type]
-        )
+        limit = {**tx, "gas": min(chain.tx_gas_cap, affordable)}
+        if chain.is_embedded:
+            function.call(limit)  # type: ignore[arg-type]
+            # py-evm's estimator runs the call many times (binary search): give the embedded
+            # chain the cap instead.
+            gas = chain.tx_gas_cap
+        else:
+            # The node's estimate runs the call with the same bound: a revert comes back decoded,
+            # and a transaction that needs more than the bound fails to estimate.
+            gas = chain.w3.eth.estimate_gas(limit, "pending")  # type: ignore[arg-type]
     except Exception as exc:
         error = _translate(exc, abi, label)
         if isinstance(error, OutOfGasError) and affordable < chain.tx_gas_cap:
@@ -404,7 +454,7 @@ def send(
             f"{label} needs {gas:,} gas, above the per-transaction cap of {chain.tx_gas_cap:,}"
         )
     if not chain.is_embedded:
-        gas = min(int(gas * GAS_HEADROOM), chain.tx_gas_cap)
+        gas = min(int(gas * NODE_GAS_HEADROOM), chain.tx_gas_cap)
     if balance < value + gas * price:
         raise InsufficientFundsError(
             f"{label}: account {sender} holds {balance} wei, not enough for up to "
@@ -426,21 +476,16 @@ def send(
             raise _translate(exc, abi, label) from exc
     else:
         receipt = _send_until_mined(
-            chain, function, tx, label=label, wait_timeout=wait_timeout, attempts=attempts
+            chain, tx, abi=abi, label=label, wait_timeout=wait_timeout, attempts=attempts
         )
-    if receipt["status"] != 1:
-        if receipt["gasUsed"] >= gas:
-            raise OutOfGasError(f"{label} ran out of gas ({gas:,} given)")
-        raise ChainError(f"{label} failed in block {receipt['blockNumber']} (status 0)")
-    chain.gas_used.append(int(receipt["gasUsed"]))
-    return receipt
+    return receipt, gas
 
 
 def _send_until_mined(
     chain: Chain,
-    function: ContractFunction,
     tx: dict[str, Any],
     *,
+    abi: Sequence[Any],
     label: str,
     wait_timeout: float,
     attempts: int,
@@ -462,11 +507,11 @@ def _send_until_mined(
             params = {**tx, "nonce": nonce}
             if fees is not None:
                 params["maxFeePerGas"], params["maxPriorityFeePerGas"] = fees
-            tx_hash = function.transact(params)  # type: ignore[arg-type]
+            tx_hash = w3.eth.send_transaction(params)  # type: ignore[arg-type]
         except Exception as exc:
             message = str(exc).lower()
             if not any(text in message for text in _RETRYABLE_SEND_ERRORS):
-                raise _translate(exc, function.contract_abi, label) from exc
+                raise _translate(exc, abi, label) from exc
             problems.append(f"attempt {attempt}: {exc}")
             logger.warning("%s: the node rejected the transaction (%s); retrying", label, exc)
             if "nonce" in message:
@@ -483,7 +528,7 @@ def _send_until_mined(
         except TimeExhausted:
             pass
         except Exception as exc:
-            raise _translate(exc, function.contract_abi, label) from exc
+            raise _translate(exc, abi, label) from exc
         try:
             pending = _pending_fees(chain, tx_hash)
             if pending is None:
@@ -495,12 +540,12 @@ def _send_until_mined(
                 )
                 fees = _bumped_fees(chain, sent, pending)
         except Exception as exc:
-            raise _translate(exc, function.contract_abi, label) from exc
+            raise _translate(exc, abi, label) from exc
         logger.warning("%s: %s; sending it again (nonce %s)", label, problems[-1], nonce)
     try:
         mined = _receipt_of_any(chain, sent)
     except Exception as exc:
-        raise _translate(exc, function.contract_abi, label) from exc
+        raise _translate(exc, abi, label) from exc
     if mined is not None:
         return mined
     raise TransactionDroppedError(
@@ -892,7 +937,12 @@ def commit_words(
         salt=salt,
         hashes=segment_hashes(words, words_per_segment),
     )
-    return send(chain, contract.functions.commit(round_number, digest), sender, what=f"commit round {round_number}")
+    return send(
+        chain,
+        contract.functions.commit(round_number, digest),
+        sender,
+        what=f"commit round {round_number}",
+    )
 
 
 def reveal_words(
@@ -912,8 +962,12 @@ def reveal_words(
     receipts = []
     for segment in range(start_segment, len(hashes)):
         part = list(words[segment * words_per_segment : (segment + 1) * words_per_segment])
-        function = contract.functions.reveal(round_number, sample_count, segment, part, salt, hashes)
-        receipts.append(send(chain, function, sender, what=f"reveal round {round_number} segment {segment}"))
+        function = contract.functions.reveal(
+            round_number, sample_count, segment, part, salt, hashes
+        )
+        receipts.append(
+            send(chain, function, sender, what=f"reveal round {round_number} segment {segment}")
+        )
     return receipts
 
 

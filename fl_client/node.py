@@ -2,7 +2,9 @@
 
 anvil comes from npm (``@foundry-rs/anvil``, pinned in package.json) and listens on 127.0.0.1 only.
 Mainnet's per-transaction gas cap (EIP-7825) is switched on so that everything runs by mainnet's
-rules. The node's port and process id are recorded in ``.cache/node-<network>.json``.
+rules. The node's port and process id are recorded in ``.cache/node-<network>.json``; the
+environment variable ``FL_STATE_DIR`` moves the records (tests and benchmarks use it to stay out
+of the project's own records).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -27,7 +32,9 @@ logger = logging.getLogger(__name__)
 ANVIL = PROJECT_ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 ANVIL_FALLBACK = PROJECT_ROOT / "node_modules" / ".bin" / "anvil"
 STATE_DIR = PROJECT_ROOT / ".cache"
+STATE_DIR_VARIABLE = "FL_STATE_DIR"
 HOST = "127.0.0.1"
+READY_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,12 @@ class NodeRecord:
     pid: int
     url: str
     block_time: int
+
+
+def state_dir() -> Path:
+    """Where node records and logs live: ``$FL_STATE_DIR``, else the project's ``.cache``."""
+    override = os.environ.get(STATE_DIR_VARIABLE)
+    return Path(override) if override else STATE_DIR
 
 
 def anvil_binary() -> Path:
@@ -69,9 +82,23 @@ def free_port(host: str = HOST) -> int:
         return int(probe.getsockname()[1])
 
 
-def anvil_command(network: NetworkConfig, *, port: int, block_time: int | None = None) -> list[str]:
-    """The command line that starts anvil for ``network``."""
+def anvil_command(
+    network: NetworkConfig,
+    *,
+    port: int,
+    block_time: int | None = None,
+    accounts: int | None = None,
+    state: Path | None = None,
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The command line that starts anvil for ``network``.
+
+    ``block_time`` (seconds, 0: a block per transaction) and ``accounts`` override the network's
+    settings; ``state`` is a file the chain is loaded from (when it exists) and dumped to on exit.
+    """
     seconds = network.block_time if block_time is None else block_time
+    if seconds < 0:
+        raise ConfigError(f"the block time must be >= 0 seconds, got {seconds}")
     command = [
         str(anvil_binary()),
         "--host",
@@ -82,7 +109,7 @@ def anvil_command(network: NetworkConfig, *, port: int, block_time: int | None =
         str(network.gas_limit),
         "--enable-tx-gas-limit",
         "--accounts",
-        str(network.accounts),
+        str(network.accounts if accounts is None else accounts),
         "--balance",
         str(network.balance_eth),
         "--silent",
@@ -93,13 +120,23 @@ def anvil_command(network: NetworkConfig, *, port: int, block_time: int | None =
         command += ["--mnemonic", network.mnemonic]
     if seconds:
         command += ["--block-time", str(seconds)]
-    return command
+    if state is not None:
+        command += ["--state", str(state)]
+    return command + list(extra_args)
 
 
 def wait_until_ready(
-    url: str, *, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+    url: str, *, timeout: float = READY_TIMEOUT, process: subprocess.Popen[bytes] | None = None
 ) -> None:
-    """Poll ``eth_chainId`` until the node answers."""
+    """Poll ``eth_chainId`` until the node answers.
+
+    Raises
+    ------
+    ChainError
+        ``process`` exited before the node answered.
+    NodeUnreachableError
+        Nothing answered within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -118,14 +155,28 @@ def wait_until_ready(
     raise NodeUnreachableError(f"no node answered at {url} within {timeout:.0f} s")
 
 
+def _tail(output: IO[bytes], lines: int = 5) -> str:
+    output.seek(0)
+    text = output.read().decode("utf-8", errors="replace").strip()
+    return " | ".join(text.splitlines()[-lines:])
+
+
 def start_anvil(
     network: NetworkConfig,
     *,
     port: int | None = None,
     block_time: int | None = None,
     record: bool = True,
+    accounts: int | None = None,
+    state: Path | None = None,
+    extra_args: Sequence[str] = (),
+    ready_timeout: float = READY_TIMEOUT,
 ) -> tuple[subprocess.Popen[bytes], NodeRecord]:
     """Start anvil in the background and wait until it answers.
+
+    ``port`` defaults to the network's port (a free one when it has none). The caller owns the
+    process: stop it with :func:`stop_process` (or :func:`stop_node`, which also removes the
+    record). An interrupt while the node starts stops it before the interrupt propagates.
 
     Raises
     ------
@@ -140,14 +191,35 @@ def start_anvil(
             f"port {chosen} on {HOST} is already in use: is a node already running? "
             f"(stop it, or pass --port)"
         )
-    command = anvil_command(network, port=chosen, block_time=block_time)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = anvil_command(
+        network,
+        port=chosen,
+        block_time=block_time,
+        accounts=accounts,
+        state=state,
+        extra_args=extra_args,
+    )
     url = f"http://{HOST}:{chosen}"
-    try:
-        wait_until_ready(url, process=process)
-    except ChainError:
-        stop_process(process.pid)
-        raise
+    # anvil's output goes to an unnamed temporary file, not a pipe (nobody reads a pipe while the
+    # node runs, and a full pipe would block anvil): read when anvil fails to start, and gone
+    # with the node otherwise.
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+        try:
+            wait_until_ready(url, process=process, timeout=ready_timeout)
+            if process.poll() is not None:
+                # Something else answered on the port that was free a moment ago.
+                raise ChainError(f"port {chosen} on {HOST} was taken while anvil started")
+        except ChainError as exc:
+            _terminate(process)
+            tail = _tail(output)
+            message = f"{exc}: {tail}" if tail else str(exc)
+            if isinstance(exc, NodeUnreachableError):
+                raise NodeUnreachableError(message) from exc
+            raise ChainError(message) from exc
+        except BaseException:
+            _terminate(process)
+            raise
     info = NodeRecord(
         network=network.name,
         port=chosen,
@@ -163,27 +235,60 @@ def start_anvil(
 
 def node_record_path(network: str) -> Path:
     """Where the record of a started node lives."""
-    return STATE_DIR / f"node-{network}.json"
+    return state_dir() / f"node-{network}.json"
 
 
 def write_node_record(info: NodeRecord) -> Path:
     """Record a started node."""
-    STATE_DIR.mkdir(parents=True, exist_ok=True)
     path = node_record_path(info.network)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(asdict(info), indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def read_node_record(network: str) -> NodeRecord | None:
-    """The record of a node started by this project, if any."""
+    """The record of a running node started by this project, if any.
+
+    A record whose process is gone or whose port is free (a node that was killed, or stopped
+    without removing its record) is ignored.
+    """
     path = node_record_path(network)
-    if not path.exists():
+    try:
+        info = NodeRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
         return None
-    return NodeRecord(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        logger.warning("ignoring the unreadable node record %s: %s", path, exc)
+        return None
+    if not _alive(info.pid) or port_is_free(info.port):
+        logger.info("ignoring the stale node record %s (pid %d is gone)", path, info.pid)
+        return None
+    return info
+
+
+def remove_node_record(info: NodeRecord) -> None:
+    """Remove the record of ``info`` unless it now describes another node."""
+    path = node_record_path(info.network)
+    try:
+        current = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if current.get("pid") == info.pid and current.get("port") == info.port:
+        path.unlink(missing_ok=True)
+
+
+def stop_node(process: subprocess.Popen[bytes], info: NodeRecord, *, timeout: float = 10.0) -> int:
+    """Stop a node started by :func:`start_anvil`, remove its record; return its exit code."""
+    code = _terminate(process, timeout=timeout)
+    remove_node_record(info)
+    return code
 
 
 def stop_process(pid: int, *, timeout: float = 5.0) -> None:
-    """Stop a process by its id: SIGTERM, then SIGKILL after ``timeout``."""
+    """Stop a process by its id: SIGTERM, then SIGKILL after ``timeout``.
+
+    anvil dumps its state (``--state``) on SIGTERM, so it gets ``timeout`` seconds for that.
+    """
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -204,9 +309,23 @@ def stop_process(pid: int, *, timeout: float = 5.0) -> None:
         pass
 
 
+def _terminate(process: subprocess.Popen[bytes], *, timeout: float = 5.0) -> int:
+    """SIGTERM ``process``, SIGKILL it after ``timeout``; return its exit code."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return int(process.returncode)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except PermissionError:
+        return True
     return True
