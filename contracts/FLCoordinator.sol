@@ -260,7 +260,8 @@ contract FLCoordinator {
     // round << 192 | segments done << 160 | sample count << 128 | distance so far
     mapping(address client => uint256 packedProgress) private _progress;
 
-    mapping(uint256 round => mapping(address client => bytes32 commitment)) private _commitments;
+    /// @notice The commitment `client` made in `round` (zero: none).
+    mapping(uint256 round => mapping(address client => bytes32 commitment)) public commitments;
     address[] private _cohort;
     /// @notice The X25519 public key `client` registered for secure aggregation (zero: none).
     mapping(address client => bytes32 publicKey) public publicKeyOf;
@@ -416,9 +417,9 @@ contract FLCoordinator {
         if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
         RoundState memory state = _round;
         _checkRound(state, round, Phase.Commit);
-        if (_commitments[round][msg.sender] != bytes32(0)) revert CoordinatorAlreadyCommitted(round, msg.sender);
+        if (commitments[round][msg.sender] != bytes32(0)) revert CoordinatorAlreadyCommitted(round, msg.sender);
         if (state.commits >= targetSubmissions) revert CoordinatorRoundFull(round, state.commits);
-        _commitments[round][msg.sender] = commitment;
+        commitments[round][msg.sender] = commitment;
         ++state.commits;
         emit CommitmentAccepted(round, msg.sender);
         if (
@@ -451,7 +452,7 @@ contract FLCoordinator {
         RoundState memory state = _round;
         _checkRound(state, round, Phase.Reveal);
         if (block.timestamp >= state.deadline) revert CoordinatorRevealClosed(round, state.deadline);
-        bytes32 committed = _commitments[round][msg.sender];
+        bytes32 committed = commitments[round][msg.sender];
         if (committed == bytes32(0)) revert CoordinatorNoCommitment(round, msg.sender);
         if (
             segmentHashes.length != numSegments || segment >= numSegments

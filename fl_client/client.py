@@ -15,6 +15,7 @@ does not come back, within the timeout ends the loop with a typed error.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,14 +24,20 @@ from typing import TypeVar
 
 import numpy as np
 import requests
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from fl_client.chain import (
+    MODE_CODES,
     Chain,
     RoundInfo,
     call_with_retry,
+    commit_words,
+    read_cohort,
     read_model_words,
     read_round,
+    reveal_words,
     round_closed_in,
     send,
     submission_from_receipt,
@@ -46,6 +53,15 @@ from fl_client.errors import (
     NodeUnreachableError,
 )
 from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.privacy import (
+    DPConfig,
+    MaskContext,
+    masked_words,
+    pair_seed,
+    private_key_from_seed,
+    privatize,
+    public_key_bytes,
+)
 from fl_client.training import TrainConfig, client_seed, train_local
 
 logger = logging.getLogger(__name__)
@@ -91,11 +107,16 @@ class ContractView:
     words_per_segment: int
     num_segments: int
     fixed_point: FixedPointFormat
+    mode: str = "direct"
+    lane_bits: int = 16
+    sample_weighted: bool = False
+    cohort_size: int = 0  # secure aggregation: the cohort is the round's target
 
     @classmethod
     def read(cls, contract: Contract) -> ContractView:
         """Read them from the contract (free calls)."""
         functions = contract.functions
+        modes = {code: name for name, code in MODE_CODES.items()}
         return cls(
             num_weights=int(functions.numWeights().call()),
             words_per_segment=int(functions.wordsPerSegment().call()),
@@ -103,6 +124,10 @@ class ContractView:
             fixed_point=FixedPointFormat(
                 scale=int(functions.scale().call()), max_abs=int(functions.maxAbsWeight().call())
             ),
+            mode=modes[int(functions.mode().call())],
+            lane_bits=int(functions.laneBits().call()),
+            sample_weighted=int(functions.aggregation().call()) == 1,
+            cohort_size=int(functions.targetSubmissions().call()),
         )
 
 
@@ -172,7 +197,12 @@ class Participant:
         train_config: TrainConfig,
         seed: int,
         view: ContractView | None = None,
+        privacy: DPConfig | None = None,
+        secret: bytes | None = None,
     ) -> None:
+        """``privacy`` turns on client-side DP; ``secret`` seeds the commit-reveal salts and the
+        secure-aggregation key (derived from the seed, client and account when not given, so that a
+        restarted process finds the same ones; give a real secret outside simulations)."""
         self.chain = chain
         self.contract = contract
         self.account = account
@@ -181,8 +211,16 @@ class Participant:
         self.train_config = train_config
         self.seed = seed
         self.view = view or ContractView.read(contract)
+        self.privacy = privacy
+        self._secret = (
+            secret
+            or hashlib.sha256(
+                f"fl-client|{seed}|{client_id}|{account}|{contract.address}".encode()
+            ).digest()
+        )
         self._model = build_model(num_features, num_classes, seed=seed)
         self._trained: _Trained | None = None
+        self._commit_gas = (0, 0)  # (round, gas) of this process's latest commit
         if self.view.num_weights != get_flat_parameters(self._model).size:
             raise ClientStateError(
                 f"the contract holds {self.view.num_weights} weights but the model has "
@@ -231,6 +269,14 @@ class Participant:
             return self._trained
         started = time.perf_counter()
         weights, loss = self.train(round_number)
+        if self.privacy is not None:
+            noisy = privatize(
+                self.global_weights(),
+                weights,
+                self.privacy,
+                seed=client_seed(self.seed, self.client_id, round_number) ^ 0x5EED,
+            )
+            weights = noisy.weights
         seconds = time.perf_counter() - started
         words, quantized = encode(weights, self.view.fixed_point, expected=self.view.num_weights)
         if quantized.clipped:
@@ -245,21 +291,31 @@ class Participant:
         return self._trained
 
     def step(self, round_number: int | None = None) -> RoundOutcome | None:
-        """Take part in the open round, unless this account already completed it.
+        """Take the next action in the open round, unless this account has none left.
 
-        With ``round_number``, only in that round: when another one is open (that round closed
-        meanwhile) there is nothing to do. Returns ``None`` when there is nothing to do.
+        Direct mode: submit. Commit-reveal: commit in the commit phase (returns ``None``), reveal
+        in the reveal phase. Secure aggregation: register the key once, then submit masked words
+        when the cohort is complete. With ``round_number``, only in that round: when another one
+        is open (that round closed meanwhile) there is nothing to do. Returns the outcome of a
+        completed submission, ``None`` when there is nothing (more) to do for now.
         """
         info = read_round(self.contract)
-        if info.phase != "Open":
-            raise ClientStateError(f"the coordinator is in phase {info.phase}; no round is open")
+        if info.phase == "Setup":
+            raise ClientStateError("the coordinator is still in setup; no round is open")
         if round_number is not None and info.number != round_number:
             logger.info("client %d: round %d is over", self.client_id, round_number)
             return None
+        if info.phase == "Commit":
+            self._commit(info)
+            return None
+        if self.view.mode == "secure_aggregation":
+            return self._submit_masked(info)
         done = self.progress(info.number)
         if done >= self.view.num_segments:
             logger.info("client %d already submitted in round %d", self.client_id, info.number)
             return None
+        if info.phase == "Reveal":
+            return self._reveal(info, done)
         update = self._update_for(info.number)
         receipts = submit_words(
             self.chain,
@@ -271,6 +327,11 @@ class Participant:
             words_per_segment=self.view.words_per_segment,
             start_segment=done,
         )
+        return self._outcome(info.number, update, receipts)
+
+    def _outcome(
+        self, round_number: int, update: _Trained, receipts: list[TxReceipt]
+    ) -> RoundOutcome:
         record = submission_from_receipt(self.contract, receipts[-1])
         if record is None:  # pragma: no cover - the contract always emits on the last segment
             raise ChainError(
@@ -280,13 +341,13 @@ class Participant:
         logger.info(
             "client %d round %d: distance %d, tier %s, reward %d wei",
             self.client_id,
-            info.number,
+            round_number,
             record.distance,
             "none" if record.tier == 255 else record.tier,
             record.reward_wei,
         )
         return RoundOutcome(
-            round_number=info.number,
+            round_number=round_number,
             client_id=self.client_id,
             account=self.account,
             sample_count=self.shard.num_samples,
@@ -296,11 +357,119 @@ class Participant:
             tier=record.tier,
             reward_wei=record.reward_wei,
             counted=record.counted,
-            gas_used=sum(int(r["gasUsed"]) for r in receipts),
+            # commit-reveal: the commit's gas belongs to the same submission
+            gas_used=sum(int(r["gasUsed"]) for r in receipts)
+            + (self._commit_gas[1] if self._commit_gas[0] == round_number else 0),
             closed_round=closed,
             words=tuple(update.words),
             train_seconds=update.seconds,
         )
+
+    # ------------------------------------------------------------ commit-reveal
+
+    def salt(self, round_number: int) -> bytes:
+        """This client's salt for ``round_number`` (derived from its secret: a restart finds it)."""
+        return hashlib.sha256(self._secret + b"|salt|" + round_number.to_bytes(8, "big")).digest()
+
+    def committed(self, round_number: int) -> bool:
+        """Whether this account committed in ``round_number``."""
+        value = call_with_retry(
+            lambda: self.contract.functions.commitments(round_number, self.account).call()
+        )
+        return bytes(value) != bytes(32)
+
+    def _commit(self, info: RoundInfo) -> None:
+        if self.committed(info.number):
+            logger.info("client %d already committed in round %d", self.client_id, info.number)
+            return
+        update = self._update_for(info.number)
+        receipt = commit_words(
+            self.chain,
+            self.contract,
+            self.account,
+            round_number=info.number,
+            sample_count=self.shard.num_samples,
+            words=update.words,
+            words_per_segment=self.view.words_per_segment,
+            salt=self.salt(info.number),
+        )
+        self._commit_gas = (info.number, int(receipt["gasUsed"]))
+        logger.info("client %d committed in round %d", self.client_id, info.number)
+
+    def _reveal(self, info: RoundInfo, done: int) -> RoundOutcome | None:
+        if not self.committed(info.number):
+            logger.warning(
+                "client %d: no commitment in round %d, nothing to reveal",
+                self.client_id,
+                info.number,
+            )
+            return None
+        update = self._update_for(info.number)
+        receipts = reveal_words(
+            self.chain,
+            self.contract,
+            self.account,
+            round_number=info.number,
+            sample_count=self.shard.num_samples,
+            words=update.words,
+            words_per_segment=self.view.words_per_segment,
+            salt=self.salt(info.number),
+            start_segment=done,
+        )
+        return self._outcome(info.number, update, receipts)
+
+    # ------------------------------------------------------------ secure aggregation
+
+    def _key(self) -> X25519PrivateKey:
+        return private_key_from_seed(hashlib.sha256(self._secret + b"|x25519").digest())
+
+    def register(self) -> bool:
+        """Register this client's X25519 key in the cohort (once); whether a key was sent."""
+        registered = call_with_retry(
+            lambda: self.contract.functions.publicKeyOf(self.account).call()
+        )
+        if bytes(registered) != bytes(32):
+            return False
+        public = public_key_bytes(self._key())
+        send(
+            self.chain,
+            self.contract.functions.registerKey(public),
+            self.account,
+            what="registerKey",
+        )
+        return True
+
+    def _submit_masked(self, info: RoundInfo) -> RoundOutcome | None:
+        self.register()
+        cohort = read_cohort(self.contract)
+        if len(cohort) < self.view.cohort_size:
+            logger.info(
+                "client %d: cohort %d/%d, waiting",
+                self.client_id,
+                len(cohort),
+                self.view.cohort_size,
+            )
+            return None
+        if self.progress(info.number) >= self.view.num_segments:
+            return None
+        update = self._update_for(info.number)
+        own = self._key()
+        index = [account for account, _ in cohort].index(self.account)
+        context = MaskContext(
+            int(self.chain.w3.eth.chain_id), str(self.contract.address), info.number
+        )
+        seeds = {j: pair_seed(own, key, context) for j, (_, key) in enumerate(cohort) if j != index}
+        weight = self.shard.num_samples if self.view.sample_weighted else 1
+        words = masked_words(
+            update.quantized.values,
+            weight=weight,
+            lane_bits=self.view.lane_bits,
+            own_index=index,
+            peer_seeds=seeds,
+        )
+        function = self.contract.functions.submitMasked(info.number, self.shard.num_samples, words)
+        receipt = send(self.chain, function, self.account, what=f"submitMasked round {info.number}")
+        return self._outcome(info.number, update, [receipt])
 
     # ------------------------------------------------------------ the loop
 
@@ -308,11 +477,13 @@ class Participant:
         self,
         round_number: int,
         *,
+        phase: str | None = None,
         poll_interval: float = 0.5,
         timeout: float = 3600.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> int:
-        """Block until ``round_number`` closed; return the open round's number.
+        """Block until ``round_number`` closed (or, given ``phase``, left that phase); return the
+        open round's number.
 
         Polls the round (free calls) every ``poll_interval`` seconds. Once the deadline passed
         (by :meth:`chain_time`), calls ``finalize`` (anyone may), which closes the round when its
@@ -332,7 +503,7 @@ class Participant:
             try:
                 info = read_round(self.contract)
                 outage.end()
-                if info.number > round_number:
+                if info.number > round_number or (phase is not None and info.phase != phase):
                     return info.number
                 if self.chain_time() >= info.deadline:
                     self.finalize()
@@ -455,4 +626,22 @@ class Participant:
                 outcomes.append(outcome)
                 if on_outcome is not None:
                     on_outcome(outcome)
-            self.wait_for_close(number, poll_interval=poll_interval, timeout=timeout, sleep=sleep)
+            if info.phase == "Commit":
+                # committed (or too late to): wait for the reveals to open, then reveal
+                self.wait_for_close(
+                    number,
+                    phase="Commit",
+                    poll_interval=poll_interval,
+                    timeout=timeout,
+                    sleep=sleep,
+                )
+            elif (
+                outcome is None
+                and self.view.mode == "secure_aggregation"
+                and patiently(functools.partial(self.progress, number)) < self.view.num_segments
+            ):
+                sleep(poll_interval)  # the cohort is not complete yet: look again
+            else:
+                self.wait_for_close(
+                    number, poll_interval=poll_interval, timeout=timeout, sleep=sleep
+                )

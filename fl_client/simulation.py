@@ -29,6 +29,7 @@ from fl_client.data import load_dataset, make_shards
 from fl_client.errors import AccuracyMismatchError, ChainError, ConfigError
 from fl_client.federated import run_plain_federated
 from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.privacy import DPConfig, epsilon
 from fl_client.training import TrainConfig, evaluate, select_clients
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ class RoundReport:
     model_hash: str
     exact_average: bool  # the on-chain model equals the integer average of the submitted vectors
     seconds: float
+    epsilon: float | None = (
+        None  # DP: each client's epsilon after this round (at the configured delta)
+    )
 
     @property
     def gap_pp(self) -> float:
@@ -164,6 +168,11 @@ def run_simulation(
         initial=initial_flat,
     )
 
+    dp = (
+        DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
+        if fl.privacy.dp
+        else None
+    )
     participants = [
         Participant(
             chain=chain,
@@ -176,6 +185,7 @@ def run_simulation(
             train_config=config,
             seed=fl.seed,
             view=view,
+            privacy=dp,
         )
         for i in range(fl.clients)
     ]
@@ -192,14 +202,19 @@ def run_simulation(
             )
         selected = select_clients(fl.clients, fl.fraction, round_number=round_number, seed=fl.seed)
         outcomes: list[RoundOutcome] = []
-        for client_id in selected:
-            outcome = participants[client_id].step()
-            if outcome is None:
-                raise ChainError(f"client {client_id} had nothing to do in round {round_number}")
-            outcomes.append(outcome)
-            rewards_by_client[outcome.account] += outcome.reward_wei
-            if progress:
-                progress(f"round {round_number}: client {client_id} submitted")
+        # Direct mode needs one pass; commit-reveal two (commit, reveal); secure aggregation one
+        # more in its first round (keys first).
+        for _ in range(3):
+            if read_round(contract).number != round_number:
+                break
+            for client_id in selected:
+                outcome = participants[client_id].step(round_number)
+                if outcome is None:
+                    continue
+                outcomes.append(outcome)
+                rewards_by_client[outcome.account] += outcome.reward_wei
+                if progress:
+                    progress(f"round {round_number}: client {client_id} submitted")
         if read_round(contract).number != round_number + 1:
             raise ChainError(
                 f"round {round_number} did not close after {len(outcomes)} submissions"
@@ -238,6 +253,11 @@ def run_simulation(
                 model_hash="0x" + model_hash(words).hex(),
                 exact_average=expected is not None and bool(np.array_equal(expected, quantized)),
                 seconds=time.perf_counter() - round_started,
+                epsilon=None
+                if dp is None
+                else epsilon(
+                    dp.noise_multiplier, round_number, dp.delta, sampling_rate=fl.fraction
+                ),
             )
         )
     result = SimulationResult(
@@ -262,6 +282,11 @@ def run_simulation(
             "scale": fl.fixed_point.scale,
             "max_abs": fl.fixed_point.max_abs,
             "seed": fl.seed,
+            "mode": fl.contract.mode,
+            "dp": fl.privacy.dp,
+            "clip_norm": fl.privacy.clip_norm,
+            "noise_multiplier": fl.privacy.noise_multiplier,
+            "delta": fl.privacy.delta,
         },
         seconds=time.perf_counter() - started,
     )
@@ -297,6 +322,8 @@ def table_rows(result: SimulationResult) -> tuple[list[str], list[list[str]]]:
         "median distance",
         "gas used",
     ]
+    private = any(r.epsilon is not None for r in result.rounds)
+    header += ["epsilon"] if private else []
     header += [f"{label} (n x wei)" for label in tiers]
     rows = []
     for report in result.rounds:
@@ -309,6 +336,8 @@ def table_rows(result: SimulationResult) -> tuple[list[str], list[list[str]]]:
             f"{int(np.median(report.distances)):,}",
             f"{report.gas_used:,}",
         ]
+        if private:
+            row.append(f"{report.epsilon:.2f}" if report.epsilon is not None else "-")
         for label in tiers:
             count = report.submissions_by_tier.get(label, 0)
             row.append(
