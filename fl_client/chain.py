@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import (
+    BadFunctionCallOutput,
     ContractCustomError,
     ContractLogicError,
     ContractPanicError,
@@ -164,7 +166,8 @@ def connect(
     if url is None:
         started = read_node_record(settings.name)
         url = started.url if started is not None else settings.url
-    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    # cache_allowed_requests: web3 would otherwise ask for the chain id before every send.
+    w3 = Web3(HTTPProvider(url, request_kwargs={"timeout": timeout}, cache_allowed_requests=True))
     try:
         chain_id = w3.eth.chain_id
     except (requests.ConnectionError, requests.Timeout, OSError) as exc:
@@ -319,10 +322,19 @@ _CONNECTION_ERRORS = (requests.ConnectionError, requests.Timeout, ConnectionErro
 
 
 def call_with_retry(func: Callable[[], T], *, attempts: int = 3, delay: float = 0.5) -> T:
-    """Run ``func``; on a lost connection retry with backoff, then raise NodeUnreachableError."""
+    """Run ``func``; on a lost connection retry with backoff, then raise NodeUnreachableError.
+
+    A call that returns nothing decodable (no contract at the address: a node restarted without
+    its state, or a wrong deployment record) raises :class:`ChainError`.
+    """
     for attempt in range(1, attempts + 1):
         try:
             return func()
+        except BadFunctionCallOutput as exc:
+            raise ChainError(
+                "the contract returned nothing: is it deployed at this address on this node? "
+                "(a node restarted without its state loses every deployment)"
+            ) from exc
         except _CONNECTION_ERRORS as exc:
             if attempt == attempts:
                 raise NodeUnreachableError(
@@ -856,26 +868,38 @@ class DeploymentRecord:
     num_weights: int
     dataset: str
     deployer: str
+    # The data split every client process must share (its shard depends on all of these).
+    clients: int = 0
+    rounds: int = 0
+    partition: str = "iid"
+    dirichlet_alpha: float = 0.5
+    seed: int = 0
+    test_fraction: float = 0.2
 
     def to_json(self) -> str:
         """The record as JSON."""
         return json.dumps(self.__dict__, indent=2)
 
 
-def record_path(network: str, directory: Path = DEPLOYMENTS_DIR) -> Path:
+def deployments_dir() -> Path:
+    """The folder of deployment records: ``$FL_DEPLOYMENTS_DIR``, or ``deployments/``."""
+    return Path(os.environ.get("FL_DEPLOYMENTS_DIR") or DEPLOYMENTS_DIR)
+
+
+def record_path(network: str, directory: Path | None = None) -> Path:
     """Where the record of ``network`` lives."""
-    return directory / f"{network}.json"
+    return (directory or deployments_dir()) / f"{network}.json"
 
 
-def write_record(record: DeploymentRecord, directory: Path = DEPLOYMENTS_DIR) -> Path:
+def write_record(record: DeploymentRecord, directory: Path | None = None) -> Path:
     """Write the deployment record of its network."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = record_path(record.network, directory)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(record.to_json() + "\n", encoding="utf-8")
     return path
 
 
-def read_record(network: str, directory: Path = DEPLOYMENTS_DIR) -> DeploymentRecord:
+def read_record(network: str, directory: Path | None = None) -> DeploymentRecord:
     """Read the deployment record of ``network``."""
     path = record_path(network, directory)
     if not path.exists():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import time
@@ -178,7 +179,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
-    from fl_client.node import start_anvil, stop_process
+    from fl_client.node import start_anvil, stop_node
 
     project = load_config()
     network = project.network(args.network or "anvil")
@@ -186,24 +187,33 @@ def cmd_node(args: argparse.Namespace) -> int:
         raise ConfigError(
             "the embedded chain needs no node; choose a network with cmd_settings (anvil)"
         )
-    process, info = start_anvil(network, port=args.port, block_time=args.block_time)
-    print(
-        f"anvil running on {info.url} (pid {info.pid}, chain id {network.expected_chain_id()}, "
-        f"block time {info.block_time or 'instant'}); Ctrl-C stops it"
-    )
-    sys.stdout.flush()
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # Installed before anvil starts: a shell that runs `... node &` starts it ignoring SIGINT,
+    # and a signal during the start must not orphan anvil.
+    signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    process, info = start_anvil(
+        network,
+        port=args.port,
+        block_time=args.block_time,
+        accounts=args.accounts,
+        state=args.state,
+    )
     try:
+        print(
+            f"anvil running on {info.url} (pid {info.pid}, chain id {network.expected_chain_id()}, "
+            f"block time {info.block_time or 'instant'}); Ctrl-C stops it"
+        )
+        sys.stdout.flush()
         while process.poll() is None:
             time.sleep(0.2)
         print(f"anvil exited with code {process.returncode}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        stop_process(process.pid)
+        stop_node(process, info)
         print("anvil stopped")
         return 0
 
@@ -242,6 +252,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         num_weights=params.num_weights,
         dataset=fl.dataset,
         deployer=chain.accounts[0],
+        clients=fl.clients,
+        rounds=fl.rounds,
+        partition=fl.partition,
+        dirichlet_alpha=fl.dirichlet_alpha,
+        seed=fl.seed,
+        test_fraction=fl.test_fraction,
     )
     path = write_record(record)
     print(contract.address)
@@ -265,10 +281,31 @@ def cmd_client(args: argparse.Namespace) -> int:
     project = load_config()
     name = _require_rpc(project, args.network, "client")
     record = read_record(name)
-    fl = _fl_overrides(project, args).with_overrides(dataset=record.dataset)
+    fl = _fl_overrides(project, args)
+    if record.clients:
+        # The shards are split once for all clients: every process must split the same way.
+        for key in ("clients", "partition", "dirichlet_alpha", "seed", "test_fraction"):
+            given = getattr(args, key if key != "dirichlet_alpha" else "alpha", None)
+            if given is not None and given != getattr(record, key):
+                raise ConfigError(
+                    f"--{key.replace('_', '-')} {given} differs from the deployment's "
+                    f"{getattr(record, key)}: every client must split the data the same way"
+                )
+        fl = fl.with_overrides(
+            clients=record.clients,
+            rounds=args.rounds or record.rounds,
+            partition=record.partition,
+            dirichlet_alpha=record.dirichlet_alpha,
+            seed=record.seed,
+            test_fraction=record.test_fraction,
+        )
+    fl = fl.with_overrides(dataset=record.dataset)
     if not 0 <= args.account < fl.clients:
         raise ConfigError(f"--account must be in 0..{fl.clients - 1} (clients = {fl.clients})")
-    chain = connect(name, config=project)
+    private_key = os.environ.get(args.key_env) if args.key_env else None
+    if args.key_env and not private_key:
+        raise ConfigError(f"environment variable {args.key_env} (--key-env) is not set")
+    chain = connect(name, config=project, private_key=private_key)
     if int(chain.w3.eth.chain_id) != record.chain_id:
         raise ConfigError(
             f"the deployment record is for chain {record.chain_id}, the node is {chain.w3.eth.chain_id}"
@@ -406,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network(node, "anvil")
     node.add_argument("--port", type=int, help="port on 127.0.0.1 (default: from the config)")
     node.add_argument("--block-time", type=int, help="seconds per block (default: instant mining)")
+    node.add_argument("--accounts", type=int, help="funded accounts (default: from the config)")
+    node.add_argument(
+        "--state", type=Path, help="load the chain from this file and save it there on exit"
+    )
     node.set_defaults(handler=cmd_node)
 
     deploy = commands.add_parser(
@@ -423,6 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--account", type=int, required=True, help="client index I (its shard and account)"
     )
     client.add_argument("--poll", type=float, default=0.5, help="seconds between round polls")
+    client.add_argument(
+        "--key-env",
+        help="environment variable holding this client's private key (one key per process on a "
+        "remote network; default: the node's accounts, or wallets.from_key)",
+    )
     client.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for a round")
     client.set_defaults(handler=cmd_client)
 
