@@ -1,7 +1,7 @@
 """The command line: ``python -m fl_client <command>`` (also ``scripts/*.py``).
 
 Commands: ``simulate`` (the main job), ``node`` (start a local anvil), ``deploy``, ``client`` (one
-participant per account and process), ``query`` (rounds, model, rewards). Every command takes
+participant per account and process), ``query`` (rounds, model, rewards), ``withdraw``. Every command takes
 ``--network``. ``main(argv)`` returns the exit code, so it is testable without a shell; this is
 the only module that prints.
 """
@@ -415,6 +415,31 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- withdraw
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from fl_client.chain import connect, contract_at, read_record, send
+
+    project = load_config()
+    name = _require_rpc(project, args.network, "withdraw")
+    record = read_record(name)
+    private_key = os.environ.get(args.key_env) if args.key_env else None
+    if args.key_env and not private_key:
+        raise ConfigError(f"environment variable {args.key_env} (--key-env) is not set")
+    chain = connect(name, config=project, private_key=private_key)
+    account = (
+        chain.accounts[1 + args.account]
+        if len(chain.accounts) > 1 + args.account
+        else chain.accounts[0]
+    )
+    contract = contract_at(chain, record.address)
+    amount = int(contract.functions.credit(account).call())
+    receipt = send(chain, contract.functions.withdraw(), account, what="withdraw")
+    print(f"{account} withdrew {amount} wei (gas {int(receipt['gasUsed']):,})")
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -471,6 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     client.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for a round")
     client.set_defaults(handler=cmd_client)
+
+    withdraw = commands.add_parser("withdraw", help="pull client I's credited rewards")
+    _add_network(withdraw)
+    withdraw.add_argument("--account", type=int, required=True, help="client index I")
+    withdraw.add_argument("--key-env", help="environment variable holding the private key")
+    withdraw.set_defaults(handler=cmd_withdraw)
 
     query = commands.add_parser("query", help="round status, the global model and rewards")
     _add_network(query)

@@ -53,6 +53,7 @@ def test_commands_that_need_a_lasting_chain_refuse_the_embedded_one(
     assert "embedded chain lives inside one process" in capsys.readouterr().err
     assert main(["query"]) == 1
     assert main(["client", "--account", "0"]) == 1
+    assert main(["withdraw", "--account", "0"]) == 1
 
 
 def test_unknown_network_exits_with_a_message(capsys: pytest.CaptureFixture[str]) -> None:
