@@ -41,7 +41,7 @@ from bench.common import (
     write_json,
 )
 from fl_client.chain import connect, contract_at, read_round
-from fl_client.client import ContractView, Participant
+from fl_client.client import ContractView, Participant, simulation_secret
 from fl_client.config import load_config
 from fl_client.data import load_dataset, make_shards
 from fl_client.training import TrainConfig
@@ -116,6 +116,7 @@ def run_setting(
                     num_classes=dataset.num_classes,
                     train_config=config,
                     seed=fl.seed,
+                    secret=simulation_secret(fl.seed, index),
                     view=view,
                 )
             )

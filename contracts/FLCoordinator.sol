@@ -111,6 +111,8 @@ contract FLCoordinator {
     error CoordinatorWrongMode(Mode mode);
     /// @notice `account` committed already in `round`.
     error CoordinatorAlreadyCommitted(uint256 round, address account);
+    /// @notice A commitment of zero (reserved for "no commitment").
+    error CoordinatorEmptyCommitment();
     /// @notice `account` reveals in `round` without a commitment.
     error CoordinatorNoCommitment(uint256 round, address account);
     /// @notice The reveal of `account` in `round` does not match its commitment.
@@ -417,6 +419,8 @@ contract FLCoordinator {
         if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
         RoundState memory state = _round;
         _checkRound(state, round, Phase.Commit);
+        // Zero is what "no commitment" reads as: it would let the same account commit again.
+        if (commitment == bytes32(0)) revert CoordinatorEmptyCommitment();
         if (commitments[round][msg.sender] != bytes32(0)) revert CoordinatorAlreadyCommitted(round, msg.sender);
         if (state.commits >= targetSubmissions) revert CoordinatorRoundFull(round, state.commits);
         commitments[round][msg.sender] = commitment;

@@ -101,7 +101,10 @@ class Chain:
     def advance_time(self, seconds: int) -> None:
         """Move the chain's clock forward and mine a block (test chains only)."""
         if self.tester is not None:
-            self.tester.time_travel(self.timestamp() + seconds)
+            # From the pending block: after a revert to an older snapshot it can be ahead of the
+            # latest one (eth-tester refuses to travel back in time).
+            pending = int(self.w3.eth.get_block("pending")["timestamp"])
+            self.tester.time_travel(max(self.timestamp(), pending) + seconds)
             self.tester.mine_blocks()
             return
         try:

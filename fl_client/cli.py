@@ -274,8 +274,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_client(args: argparse.Namespace) -> int:
     from fl_client.chain import connect, contract_at, read_record
-    from fl_client.client import Participant
+    from fl_client.client import Participant, load_secret
     from fl_client.data import load_dataset, make_shards
+    from fl_client.node import state_dir
+    from fl_client.privacy import DPConfig
     from fl_client.training import TrainConfig
 
     project = load_config()
@@ -335,9 +337,20 @@ def cmd_client(args: argparse.Namespace) -> int:
             algorithm=fl.algorithm,
         ),
         seed=fl.seed,
+        # A random secret kept beside the node records: salts, masks and DP noise come from it,
+        # and a restarted process reads the same one back.
+        secret=load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key"),
+        privacy=DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
+        if fl.privacy.dp
+        else None,
     )
     print(
         f"client {args.account} ({account}, {shards[args.account].num_samples} samples) on {name}"
+        + (
+            f", DP (C={fl.privacy.clip_norm}, sigma={fl.privacy.noise_multiplier})"
+            if fl.privacy.dp
+            else ""
+        )
     )
 
     def show(outcome: Any) -> None:

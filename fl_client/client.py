@@ -17,9 +17,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -97,6 +99,7 @@ class RoundOutcome:
     closed_round: bool  # this participant's transaction closed the round
     words: tuple[int, ...]
     train_seconds: float = 0.0  # wall time of the local training for this round
+    dp_clipped: bool = False  # DP: the update was clipped to the clipping norm
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class _Trained:
     quantized: Quantized
     loss: float
     seconds: float
+    dp_clipped: bool = False
 
 
 class _Outage:
@@ -181,6 +185,27 @@ class _Outage:
             self.since = None
 
 
+def simulation_secret(seed: int, client_id: int) -> bytes:
+    """A reproducible client secret for simulations, tests and benchmarks, derived from the run's
+    seed. Not secret: anyone who knows the seed can recompute the salts, masks and DP noise."""
+    return hashlib.sha256(f"fl-simulation|{seed}|{client_id}".encode()).digest()
+
+
+def load_secret(path: Path) -> bytes:
+    """This client's secret, kept in ``path`` (created with 32 random bytes, mode 0600)."""
+    if path.exists():
+        secret = path.read_bytes()
+        if len(secret) < 32:
+            raise ClientStateError(f"the client secret in {path} is too short")
+        return secret
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = os.urandom(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(secret)
+    return secret
+
+
 class Participant:
     """One federated-learning client bound to one account."""
 
@@ -198,11 +223,12 @@ class Participant:
         seed: int,
         view: ContractView | None = None,
         privacy: DPConfig | None = None,
-        secret: bytes | None = None,
+        secret: bytes,
     ) -> None:
-        """``privacy`` turns on client-side DP; ``secret`` seeds the commit-reveal salts and the
-        secure-aggregation key (derived from the seed, client and account when not given, so that a
-        restarted process finds the same ones; give a real secret outside simulations)."""
+        """``privacy`` turns on client-side DP. ``secret`` (32 bytes or more, known to this client
+        only) seeds the commit-reveal salts, the secure-aggregation key and the DP noise: whoever
+        knows it can recompute them, so a real client keeps a random one (``load_secret``) and a
+        restarted process reads the same one back."""
         self.chain = chain
         self.contract = contract
         self.account = account
@@ -212,15 +238,13 @@ class Participant:
         self.seed = seed
         self.view = view or ContractView.read(contract)
         self.privacy = privacy
-        self._secret = (
-            secret
-            or hashlib.sha256(
-                f"fl-client|{seed}|{client_id}|{account}|{contract.address}".encode()
-            ).digest()
-        )
+        if len(secret) < 32:
+            raise ClientStateError("a client secret needs at least 32 bytes")
+        self._secret = secret
         self._model = build_model(num_features, num_classes, seed=seed)
         self._trained: _Trained | None = None
         self._commit_gas = (0, 0)  # (round, gas) of this process's latest commit
+        self._register_gas = 0  # gas of the key registration, counted with the next submission
         if self.view.num_weights != get_flat_parameters(self._model).size:
             raise ClientStateError(
                 f"the contract holds {self.view.num_weights} weights but the model has "
@@ -269,14 +293,18 @@ class Participant:
             return self._trained
         started = time.perf_counter()
         weights, loss = self.train(round_number)
+        dp_clipped = False
         if self.privacy is not None:
-            noisy = privatize(
-                self.global_weights(),
-                weights,
-                self.privacy,
-                seed=client_seed(self.seed, self.client_id, round_number) ^ 0x5EED,
+            # The noise comes from the secret: anyone who could recompute it could subtract it.
+            noise_seed = int.from_bytes(
+                hashlib.sha256(self._secret + b"|dp|" + round_number.to_bytes(8, "big")).digest()[
+                    :8
+                ],
+                "big",
             )
+            noisy = privatize(self.global_weights(), weights, self.privacy, seed=noise_seed)
             weights = noisy.weights
+            dp_clipped = noisy.clipped
         seconds = time.perf_counter() - started
         words, quantized = encode(weights, self.view.fixed_point, expected=self.view.num_weights)
         if quantized.clipped:
@@ -287,7 +315,7 @@ class Participant:
                 self.view.fixed_point.max_abs,
                 self.view.fixed_point.scale,
             )
-        self._trained = _Trained(round_number, words, quantized, loss, seconds)
+        self._trained = _Trained(round_number, words, quantized, loss, seconds, dp_clipped)
         return self._trained
 
     def step(self, round_number: int | None = None) -> RoundOutcome | None:
@@ -359,11 +387,17 @@ class Participant:
             counted=record.counted,
             # commit-reveal: the commit's gas belongs to the same submission
             gas_used=sum(int(r["gasUsed"]) for r in receipts)
-            + (self._commit_gas[1] if self._commit_gas[0] == round_number else 0),
+            + (self._commit_gas[1] if self._commit_gas[0] == round_number else 0)
+            + self._take_register_gas(),
             closed_round=closed,
             words=tuple(update.words),
             train_seconds=update.seconds,
+            dp_clipped=update.dp_clipped,
         )
+
+    def _take_register_gas(self) -> int:
+        gas, self._register_gas = self._register_gas, 0
+        return gas
 
     # ------------------------------------------------------------ commit-reveal
 
@@ -431,12 +465,13 @@ class Participant:
         if bytes(registered) != bytes(32):
             return False
         public = public_key_bytes(self._key())
-        send(
+        receipt = send(
             self.chain,
             self.contract.functions.registerKey(public),
             self.account,
             what="registerKey",
         )
+        self._register_gas = int(receipt["gasUsed"])
         return True
 
     def _submit_masked(self, info: RoundInfo) -> RoundOutcome | None:

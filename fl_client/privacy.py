@@ -6,7 +6,10 @@ Everything a client submits to a public chain stays public forever. Two remedies
   an L2 norm ``C`` and Gaussian noise of standard deviation ``sigma * C`` is added before
   quantization. Each client is its own release (local, client-level DP): the privacy loss of R
   rounds is accounted with Google's ``dp-accounting`` RDP accountant, and reported as epsilon at a
-  given delta.
+  given delta. Adjacency: a client's update against no update (sensitivity ``C``, as in DP-FedAvg);
+  for two arbitrary datasets of one client the clipped updates differ by up to ``2C``, which is
+  ``epsilon(sigma / 2, ...)``. The noise must come from a secret: whoever can recompute it can
+  subtract it (``fl_client.client`` seeds it from the client's secret).
 * **Secure aggregation** (Bonawitz et al. 2016, without the dropout recovery). Each client
   publishes an X25519 key on-chain, agrees on a secret with every other member of the cohort,
   expands it with SHAKE-256 into one mask per lane, and adds (lower index) or subtracts (higher

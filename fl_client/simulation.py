@@ -22,7 +22,7 @@ import numpy as np
 
 from fl_client.aggregation import NO_TIER, integer_average
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
-from fl_client.client import ContractView, Participant, RoundOutcome
+from fl_client.client import ContractView, Participant, RoundOutcome, simulation_secret
 from fl_client.codec import dequantize, encode, model_hash, unpack
 from fl_client.config import FLConfig, ProjectConfig, load_config
 from fl_client.data import load_dataset, make_shards
@@ -54,9 +54,8 @@ class RoundReport:
     model_hash: str
     exact_average: bool  # the on-chain model equals the integer average of the submitted vectors
     seconds: float
-    epsilon: float | None = (
-        None  # DP: each client's epsilon after this round (at the configured delta)
-    )
+    epsilon: float | None = None  # DP: the largest client epsilon after this round (at delta)
+    dp_clipped: int = 0  # DP: updates clipped to the clipping norm in this round
 
     @property
     def gap_pp(self) -> float:
@@ -129,6 +128,11 @@ def run_simulation(
     fl = fl or project.fl
     if fl.clients < 1 or fl.rounds < 1:
         raise ConfigError("clients and rounds must be at least 1")
+    if fl.contract.mode == "secure_aggregation" and fl.fraction < 1:
+        raise ConfigError(
+            "secure aggregation masks over a fixed cohort: every client takes part in every round "
+            "(fraction must be 1)"
+        )
     chain = chain or connect(network, config=project, num_accounts=max(20, fl.clients + 2))
     if len(chain.accounts) < fl.clients + 1:
         raise ConfigError(
@@ -184,6 +188,7 @@ def run_simulation(
             num_classes=dataset.num_classes,
             train_config=config,
             seed=fl.seed,
+            secret=simulation_secret(fl.seed, i),
             view=view,
             privacy=dp,
         )
@@ -191,6 +196,7 @@ def run_simulation(
     ]
 
     reports: list[RoundReport] = []
+    participations = [0] * fl.clients  # DP: releases per client so far
     rewards_by_client: dict[str, int] = {p.account: 0 for p in participants}
     eval_model = build_model(dataset.num_features, dataset.num_classes, seed=fl.seed)
     for round_number in range(1, fl.rounds + 1):
@@ -212,6 +218,7 @@ def run_simulation(
                 if outcome is None:
                     continue
                 outcomes.append(outcome)
+                participations[client_id] += 1
                 rewards_by_client[outcome.account] += outcome.reward_wei
                 if progress:
                     progress(f"round {round_number}: client {client_id} submitted")
@@ -253,11 +260,12 @@ def run_simulation(
                 model_hash="0x" + model_hash(words).hex(),
                 exact_average=expected is not None and bool(np.array_equal(expected, quantized)),
                 seconds=time.perf_counter() - round_started,
+                # Each client's releases compose; no amplification by sampling is claimed (the
+                # selection is seeded and every submission is public with its sender).
                 epsilon=None
                 if dp is None
-                else epsilon(
-                    dp.noise_multiplier, round_number, dp.delta, sampling_rate=fl.fraction
-                ),
+                else epsilon(dp.noise_multiplier, max(participations), dp.delta),
+                dp_clipped=sum(o.dp_clipped for o in outcomes),
             )
         )
     result = SimulationResult(

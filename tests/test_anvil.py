@@ -41,7 +41,7 @@ from fl_client.chain import (
     submit_words,
 )
 from fl_client.cli import main
-from fl_client.client import Participant
+from fl_client.client import Participant, simulation_secret
 from fl_client.codec import encode, pack, unpack
 from fl_client.config import PROJECT_ROOT, NetworkConfig, load_config
 from fl_client.data import Dataset, Shard, load_dataset, make_shards
@@ -292,6 +292,7 @@ def _participant(
         num_classes=digits.num_classes,
         train_config=TRAIN,
         seed=0,
+        secret=simulation_secret(0, client_id),
     )
 
 

@@ -10,7 +10,7 @@ from web3.contract import Contract
 
 from fl_client.aggregation import distance
 from fl_client.chain import Chain, DeployParams, connect, deploy, send, submit_words
-from fl_client.client import Participant
+from fl_client.client import Participant, simulation_secret
 from fl_client.codec import encode, pack, unpack
 from fl_client.config import load_config
 from fl_client.data import Dataset, Shard, load_dataset, make_shards
@@ -62,6 +62,7 @@ def _participant(
         num_classes=digits.num_classes,
         train_config=CONFIG,
         seed=0,
+        secret=simulation_secret(0, client_id),
     )
 
 
