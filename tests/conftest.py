@@ -8,12 +8,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from eth_utils.address import is_address, to_checksum_address
 from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import TxReceipt
 
 from fl_client.chain import Chain, DeployParams, connect, deploy
 from fl_client.codec import pack
 from fl_client.compile import CompiledContract, compile_contracts
 from fl_client.config import load_config
+from fl_client.errors import ContractRevertError
 
 SMALL_WEIGHTS = 40  # three words, the last one half padding
 
@@ -123,3 +127,20 @@ def coordinator(deploy_coordinator: DeployFactory) -> Contract:
 def project_config() -> Any:
     """The parsed brownie-config.yaml."""
     return load_config()
+
+
+# ---------------------------------------------------------------- helpers shared by the test modules
+
+
+def revert_args(error: ContractRevertError) -> dict[str, object]:
+    """The error's decoded arguments (addresses checksummed)."""
+    return {
+        key: to_checksum_address(value) if isinstance(value, str) and is_address(value) else value
+        for key, value in error.error_args.items()
+    }
+
+
+def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
+    """The decoded arguments of every ``name`` event that ``contract`` emitted in ``receipt``."""
+    event = getattr(contract.events, name)
+    return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]

@@ -24,15 +24,13 @@ from fl_client.chain import Chain, commit_words, read_round, reveal_words, send
 from fl_client.codec import pack, unpack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args
 from tests.test_contract_rewards import (
     REENTER_SWALLOW,
     accepted,
     assert_solvent,
     balance,
     deploy_attacker,
-    events,
-    revert_args,
 )
 
 REWARDS = (300, 200, 100)  # small_params' tier rewards, in wei

@@ -12,22 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
-from eth_utils.address import is_address, to_checksum_address
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from web3.contract import Contract
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fl_client.aggregation import distance, integer_average
 from fl_client.chain import Chain, deploy, send
 from fl_client.codec import model_hash, pack
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, small_params
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params
 
 ROUND_DURATION = 600
 MAX_ABS = 32767
@@ -92,20 +89,6 @@ def deployments(chain: Chain) -> Iterator[dict[str, Contract]]:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def revert_args(error: ContractRevertError) -> dict[str, object]:
-    """The error's decoded arguments, addresses checksummed (eth-abi decodes them lower-case)."""
-    return {
-        key: to_checksum_address(value) if isinstance(value, str) and is_address(value) else value
-        for key, value in error.error_args.items()
-    }
-
-
-def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
-    """The decoded arguments of every ``name`` event that ``contract`` emitted in ``receipt``."""
-    event = getattr(contract.events, name)
-    return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]
 
 
 def submit(

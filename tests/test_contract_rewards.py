@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from eth_utils.address import is_address, to_checksum_address
 from web3.contract import Contract
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fl_client.aggregation import NO_TIER, integer_average, reward_tier
@@ -20,7 +18,7 @@ from fl_client.chain import Chain, decode_revert, send
 from fl_client.codec import pack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args
 
 POOL = 10**6
 THRESHOLDS = (1_000, 10_000, 50_000)
@@ -30,20 +28,6 @@ REENTER, REENTER_SWALLOW, REJECT = 0, 1, 2  # ReentrantWithdrawer.Mode
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def revert_args(error: ContractRevertError) -> dict[str, object]:
-    """The error's decoded arguments, addresses checksummed (eth-abi decodes them lower-case)."""
-    return {
-        key: to_checksum_address(value) if isinstance(value, str) and is_address(value) else value
-        for key, value in error.error_args.items()
-    }
-
-
-def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
-    """The decoded arguments of every ``name`` event that ``contract`` emitted in ``receipt``."""
-    event = getattr(contract.events, name)
-    return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]
 
 
 def submit(

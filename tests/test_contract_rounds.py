@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from eth_utils.address import is_address, to_checksum_address
 from web3.contract import Contract
-from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from fl_client.aggregation import distance, integer_average
@@ -21,7 +19,7 @@ from fl_client.chain import submit_words as send_in_segments
 from fl_client.codec import OFFSET, model_hash, pack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, small_params
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params
 
 SMALL_WORDS = 3  # SMALL_WEIGHTS = 40 weights in 16-lane words
 SETUP, OPEN = 0, 1  # FLCoordinator.Phase
@@ -31,20 +29,6 @@ RAW_GAS = 16_000_000
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def revert_args(error: ContractRevertError) -> dict[str, object]:
-    """The error's decoded arguments, addresses checksummed (eth-abi decodes them lower-case)."""
-    return {
-        key: to_checksum_address(value) if isinstance(value, str) and is_address(value) else value
-        for key, value in error.error_args.items()
-    }
-
-
-def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, Any]]:
-    """The decoded arguments of every ``name`` event that ``contract`` emitted in ``receipt``."""
-    event = getattr(contract.events, name)
-    return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]
 
 
 def block_time(chain: Chain, receipt: TxReceipt) -> int:
