@@ -823,6 +823,20 @@ def submission_from_receipt(contract: Contract, receipt: TxReceipt) -> Submissio
     )
 
 
+def submission_receipt(
+    chain: Chain, contract: Contract, client: str, round_number: int
+) -> TxReceipt | None:
+    """The receipt of ``client``'s completing transaction in ``round_number``, found by its
+    ``SubmissionAccepted`` log (for a client that lost the receipt, e.g. when its node went down
+    while it waited)."""
+    logs = contract.events.SubmissionAccepted().get_logs(
+        from_block=0, argument_filters={"client": client, "round": round_number}
+    )
+    if not logs:
+        return None
+    return chain.w3.eth.get_transaction_receipt(logs[-1]["transactionHash"])
+
+
 def round_closed_in(contract: Contract, receipt: TxReceipt) -> int | None:
     """The number of the round that ``receipt`` closed, if it closed one."""
     events = contract.events.RoundClosed().process_receipt(receipt, errors=DISCARD)

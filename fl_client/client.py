@@ -43,6 +43,7 @@ from fl_client.chain import (
     round_closed_in,
     send,
     submission_from_receipt,
+    submission_receipt,
     submit_words,
 )
 from fl_client.codec import Quantized, dequantize, encode, unpack
@@ -395,6 +396,19 @@ class Participant:
             dp_clipped=update.dp_clipped,
         )
 
+    def recover_outcome(self, round_number: int) -> RoundOutcome | None:
+        """The outcome of a submission this process computed for ``round_number`` and that landed,
+        read back from the chain (``None`` when there is none, or it is another process's)."""
+        update = self._trained
+        if update is None or update.round_number != round_number:
+            return None
+        if self.progress(round_number) < self.view.num_segments:
+            return None
+        receipt = submission_receipt(self.chain, self.contract, self.account, round_number)
+        if receipt is None:
+            return None
+        return self._outcome(round_number, update, [receipt])
+
     def _take_register_gas(self) -> int:
         gas, self._register_gas = self._register_gas, 0
         return gas
@@ -657,6 +671,10 @@ class Participant:
                     exc,
                 )
                 outcome = None
+            if outcome is None and number not in {o.round_number for o in outcomes}:
+                # The submission may have landed while this process lost its receipt (the node
+                # went away as it waited): the chain's log still tells what it earned.
+                outcome = patiently(functools.partial(self.recover_outcome, number))
             if outcome is not None:
                 outcomes.append(outcome)
                 if on_outcome is not None:

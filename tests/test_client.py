@@ -202,3 +202,34 @@ def test_a_node_that_is_down_gives_a_clear_error() -> None:
 
     with pytest.raises(NodeUnreachableError, match="no Ethereum node answers"):
         connect("anvil", url=f"http://127.0.0.1:{free_port()}", timeout=2.0)
+
+
+def test_an_outcome_whose_receipt_was_lost_is_read_back_from_the_chain(
+    isolated: Chain, owner: str, clients: list[str], digits: Dataset, shards: list[Shard]
+) -> None:
+    # Prepare: the submission lands, but this process never saw its receipt
+    contract = _deploy(isolated, owner, digits)
+    participant = _participant(isolated, contract, clients[0], 0, shards, digits)
+    assert participant.recover_outcome(1) is None  # nothing computed, nothing sent
+    weights, _ = participant.train(1)
+    words, quantized = encode(weights, participant.view.fixed_point)
+    update = participant._update_for(1)
+    assert update.words == words
+    submit_words(
+        isolated,
+        contract,
+        clients[0],
+        round_number=1,
+        sample_count=shards[0].num_samples,
+        words=words,
+        words_per_segment=512,
+    )
+    # Execute
+    outcome = participant.recover_outcome(1)
+    # Assert
+    model = unpack([int(w) for w in contract.functions.globalModel().call()], 650)
+    assert outcome is not None
+    assert outcome.round_number == 1
+    assert outcome.words == tuple(words)
+    assert outcome.distance == distance(model, quantized.values, "l1")
+    assert participant.step() is None  # and it does not submit again
