@@ -43,7 +43,6 @@ from web3.middleware import SignAndSendRawMiddlewareBuilder
 from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import TxReceipt
 
-from fl_client.codec import words_for
 from fl_client.compile import CompiledContract, get_contract
 from fl_client.config import PROJECT_ROOT, FLConfig, NetworkConfig, ProjectConfig, load_config
 from fl_client.errors import (
@@ -864,11 +863,6 @@ def submit_words(
             send(chain, function, sender, what=f"submit round {round_number} segment {segment}")
         )
     return receipts
-
-
-def expected_words(num_weights: int) -> int:
-    """Words of a packed vector of ``num_weights`` weights."""
-    return words_for(num_weights)
 
 
 # ---------------------------------------------------------------- deployment records
