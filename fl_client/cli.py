@@ -91,6 +91,29 @@ def _add_network(parser: argparse.ArgumentParser, default: str | None = None) ->
     )
 
 
+def _private_key(variable: str | None) -> str | None:
+    """The private key held in environment variable ``variable`` (``--key-env``), if one is named."""
+    if variable is None:
+        return None
+    key = os.environ.get(variable)
+    if not key:
+        raise ConfigError(f"environment variable {variable} (--key-env) is not set")
+    return key
+
+
+def client_account(accounts: Sequence[str], index: int) -> str:
+    """The account of client ``index``: the only one when a private key was given, else the
+    node's account ``1 + index`` (account 0 deploys)."""
+    if len(accounts) == 1:
+        return accounts[0]
+    if not 0 <= index < len(accounts) - 1:
+        raise ConfigError(
+            f"client {index} needs the node's account {1 + index}, but it manages {len(accounts)}: "
+            "start the node with more accounts (--accounts) or give a key with --key-env"
+        )
+    return accounts[1 + index]
+
+
 def _require_rpc(project: ProjectConfig, network: str | None, command: str) -> str:
     settings = project.network(network)
     if settings.is_embedded:
@@ -304,19 +327,12 @@ def cmd_client(args: argparse.Namespace) -> int:
     fl = fl.with_overrides(dataset=record.dataset)
     if not 0 <= args.account < fl.clients:
         raise ConfigError(f"--account must be in 0..{fl.clients - 1} (clients = {fl.clients})")
-    private_key = os.environ.get(args.key_env) if args.key_env else None
-    if args.key_env and not private_key:
-        raise ConfigError(f"environment variable {args.key_env} (--key-env) is not set")
-    chain = connect(name, config=project, private_key=private_key)
+    chain = connect(name, config=project, private_key=_private_key(args.key_env))
     if int(chain.w3.eth.chain_id) != record.chain_id:
         raise ConfigError(
             f"the deployment record is for chain {record.chain_id}, the node is {chain.w3.eth.chain_id}"
         )
-    account = (
-        chain.accounts[1 + args.account]
-        if len(chain.accounts) > 1 + args.account
-        else chain.accounts[0]
-    )
+    account = client_account(chain.accounts, args.account)
     contract = contract_at(chain, record.address)
     dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
     shards = make_shards(
@@ -415,9 +431,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     )
     print(f"pool: funded {funded} wei, credited {credited} wei, withdrawn {withdrawn} wei")
     if args.account is not None:
-        accounts = [
-            chain.accounts[1 + args.account] if len(chain.accounts) > 1 else chain.accounts[0]
-        ]
+        accounts = [client_account(chain.accounts, args.account)]
     elif args.all:
         events = contract.events.SubmissionAccepted().get_logs(from_block=record.block_number)
         accounts = sorted({str(e["args"]["client"]) for e in events})
@@ -437,15 +451,8 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     project = load_config()
     name = _require_rpc(project, args.network, "withdraw")
     record = read_record(name)
-    private_key = os.environ.get(args.key_env) if args.key_env else None
-    if args.key_env and not private_key:
-        raise ConfigError(f"environment variable {args.key_env} (--key-env) is not set")
-    chain = connect(name, config=project, private_key=private_key)
-    account = (
-        chain.accounts[1 + args.account]
-        if len(chain.accounts) > 1 + args.account
-        else chain.accounts[0]
-    )
+    chain = connect(name, config=project, private_key=_private_key(args.key_env))
+    account = client_account(chain.accounts, args.account)
     contract = contract_at(chain, record.address)
     amount = int(contract.functions.credit(account).call())
     receipt = send(chain, contract.functions.withdraw(), account, what="withdraw")

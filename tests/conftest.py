@@ -13,7 +13,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from fl_client.chain import Chain, DeployParams, connect, deploy
+from fl_client.chain import Chain, DeployParams, connect, deploy, send
 from fl_client.codec import pack
 from fl_client.compile import CompiledContract, compile_contracts
 from fl_client.config import load_config
@@ -144,3 +144,20 @@ def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, 
     """The decoded arguments of every ``name`` event that ``contract`` emitted in ``receipt``."""
     event = getattr(contract.events, name)
     return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]
+
+
+def submit(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    values: np.ndarray,
+    *,
+    round_number: int = 1,
+    sample_count: int = 1,
+    segment: int = 0,
+) -> TxReceipt:
+    """Submit the packed ``values`` (the whole vector, or a given segment's words are passed)."""
+    words = pack(values)
+    return send(
+        chain, contract.functions.submit(round_number, sample_count, segment, words), sender
+    )

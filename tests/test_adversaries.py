@@ -24,7 +24,7 @@ from fl_client.chain import Chain, commit_words, read_round, reveal_words, send
 from fl_client.codec import pack, unpack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, submit
 from tests.test_contract_rewards import (
     REENTER_SWALLOW,
     accepted,
@@ -39,21 +39,6 @@ SEGMENT = 512  # small_params' words per segment: the 3-word vectors travel in o
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def submit(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    values: np.ndarray,
-    *,
-    round_number: int = 1,
-    sample_count: int = 1,
-) -> TxReceipt:
-    """Submit a one-segment vector in Direct mode."""
-    return send(
-        chain, contract.functions.submit(round_number, sample_count, 0, pack(values)), sender
-    )
 
 
 def global_weights(contract: Contract) -> np.ndarray:

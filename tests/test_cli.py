@@ -87,3 +87,14 @@ def test_simulate_runs_end_to_end_and_writes_its_outputs(
     assert (tmp_path / "rounds.csv").read_text().count("\n") == 3
     for name in ("accuracy.png", "rewards.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_client_index_maps_to_its_own_account_or_a_clear_error() -> None:
+    from fl_client.cli import client_account
+
+    node = ["0xdeployer", "0xclient0", "0xclient1"]
+    assert client_account(node, 0) == "0xclient0"
+    assert client_account(node, 1) == "0xclient1"
+    assert client_account(["0xkey"], 7) == "0xkey"  # a private key: that account, any index
+    with pytest.raises(ConfigError, match="needs the node's account 3, but it manages 3"):
+        client_account(node, 2)

@@ -24,7 +24,7 @@ from fl_client.aggregation import distance, integer_average
 from fl_client.chain import Chain, deploy, send
 from fl_client.codec import model_hash, pack
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params, submit
 
 ROUND_DURATION = 600
 MAX_ABS = 32767
@@ -89,20 +89,6 @@ def deployments(chain: Chain) -> Iterator[dict[str, Contract]]:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def submit(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    values: np.ndarray,
-    *,
-    round_number: int = 1,
-    sample_count: int = 1,
-) -> TxReceipt:
-    """Submit a one-segment vector."""
-    function = contract.functions.submit(round_number, sample_count, 0, pack(values))
-    return send(chain, function, sender)
 
 
 def model_weights(contract: Contract) -> list[int]:

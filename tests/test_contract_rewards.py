@@ -18,7 +18,7 @@ from fl_client.chain import Chain, decode_revert, send
 from fl_client.codec import pack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, submit
 
 POOL = 10**6
 THRESHOLDS = (1_000, 10_000, 50_000)
@@ -28,20 +28,6 @@ REENTER, REENTER_SWALLOW, REJECT = 0, 1, 2  # ReentrantWithdrawer.Mode
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def submit(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    values: np.ndarray,
-    *,
-    round_number: int = 1,
-    sample_count: int = 1,
-) -> TxReceipt:
-    """Submit a one-segment vector."""
-    function = contract.functions.submit(round_number, sample_count, 0, pack(values))
-    return send(chain, function, sender)
 
 
 def accepted(contract: Contract, receipt: TxReceipt) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fl_client.chain import submit_words as send_in_segments
 from fl_client.codec import OFFSET, model_hash, pack
 from fl_client.compile import CompiledContract
 from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params, submit
 
 SMALL_WORDS = 3  # SMALL_WEIGHTS = 40 weights in 16-lane words
 SETUP, OPEN = 0, 1  # FLCoordinator.Phase
@@ -34,23 +34,6 @@ RAW_GAS = 16_000_000
 def block_time(chain: Chain, receipt: TxReceipt) -> int:
     """Timestamp of the block that holds ``receipt``."""
     return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
-
-
-def submit(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    values: np.ndarray,
-    *,
-    round_number: int = 1,
-    sample_count: int = 1,
-    segment: int = 0,
-) -> TxReceipt:
-    """Submit the packed ``values`` (the whole vector, or a given segment's words are passed)."""
-    words = pack(values)
-    return send(
-        chain, contract.functions.submit(round_number, sample_count, segment, words), sender
-    )
 
 
 def submit_words(
