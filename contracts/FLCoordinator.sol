@@ -71,12 +71,15 @@ contract FLCoordinator {
         uint256[] tierRewards; // descending rewards in wei, one per threshold
         Mode mode;
         uint256 revealDuration; // CommitReveal: seconds from the end of commits to the reveal deadline
+        int256 minAlignment; // direction guard, basis points (-10000: off); see `minAlignment`
     }
 
     // ---------------------------------------------------------------- errors
 
     /// @notice A deployment parameter is invalid.
     error CoordinatorInvalidParameter(string name, uint256 value);
+    /// @notice A signed deployment parameter is invalid.
+    error CoordinatorInvalidSignedParameter(string name, int256 value);
     /// @notice `caller` is not the owner.
     error CoordinatorUnauthorized(address caller);
     /// @notice The contract is in `phase`, which does not allow this call.
@@ -142,15 +145,19 @@ contract FLCoordinator {
     /// @notice `client` sent segment `segment` of its round-`round` vector (multi-segment vectors only).
     event SegmentAccepted(uint256 indexed round, address indexed client, uint256 segment, bool counted);
     /// @notice `client` completed its round-`round` submission and was credited `reward` wei.
-    /// `tier` is the index of the reward tier, or 255 for none; `counted` is false when the
-    /// distance exceeded `maxCountedDistance`: a one-segment submission is then left out of the
-    /// average; of a segmented one, the segments sent before its running distance crossed the
-    /// bound stay in (their part of the vector is within the bound), the rest are left out.
+    /// `along` and `against` split its L1 distance by the direction of the last global step
+    /// (see `minAlignment`; both 0 while the guard is off). `tier` is the index of the reward
+    /// tier, or 255 for none; `counted` is false when the distance exceeded `maxCountedDistance`
+    /// or the update moved against the last step (`minAlignment`): a one-segment submission is
+    /// then left out of the average; of a segmented one, the segments sent before the running
+    /// figures failed stay in (that part of the vector passed), the rest are left out.
     event SubmissionAccepted(
         uint256 indexed round,
         address indexed client,
         uint256 sampleCount,
         uint256 distance,
+        uint256 along,
+        uint256 against,
         uint8 tier,
         uint256 reward,
         bool counted
@@ -182,6 +189,9 @@ contract FLCoordinator {
     // Storage regions (ERC-7201 style namespaced slots) for the model and the round sums.
     uint256 private constant MODEL_BASE = uint256(keccak256("fl.coordinator.model")) - 1;
     uint256 private constant SUM_BASE = uint256(keccak256("fl.coordinator.sums")) - 1;
+    // Direction of the last global step: one 32-bit entry per model word, eight per slot.
+    uint256 private constant DIRECTION_BASE = uint256(keccak256("fl.coordinator.direction")) - 1;
+    int256 private constant ALIGNMENT_OFF = -10_000;
 
     /// @notice Length of the model vector.
     uint256 public immutable numWeights;
@@ -209,6 +219,13 @@ contract FLCoordinator {
     uint256 public immutable minRewardDistance;
     /// @notice Poisoning bound: a distance above this earns nothing and is not averaged.
     uint256 public immutable maxCountedDistance;
+    /// @notice Direction guard, in basis points. Each closing round stores which way it moved
+    /// every weight. A later update's L1 distance splits into `along` (weights it moves the same
+    /// way) and `against` (the other way); weights the last step left alone count in neither.
+    /// Its alignment is `(along - against) / (along + against)`, from -1 (a sign-flipped step) to
+    /// +1. Below `minAlignment / 10000`, the update earns nothing and is left out of the average.
+    /// Round 1 has no step yet, so every update passes; -10000 turns the guard off.
+    int256 public immutable minAlignment;
     /// @notice Words per segment; a vector of more words is sent in several transactions.
     uint256 public immutable wordsPerSegment;
     /// @notice Segments per vector.
@@ -229,6 +246,7 @@ contract FLCoordinator {
     uint256 private immutable _sumStart; // 1 in every sum lane: keeps sum words nonzero (cheap SSTORE)
     uint256 private immutable _lows; // OFFSET - maxAbsWeight in every 32-bit lane
     uint256 private immutable _highs; // OFFSET + maxAbsWeight in every 32-bit lane
+    bool private immutable _directionGuard; // minAlignment > -10000
 
     // ---------------------------------------------------------------- storage
 
@@ -259,7 +277,8 @@ contract FLCoordinator {
     // round << 128 | weight sum of the segment in that round: stale rounds read as zero, and
     // the slot never returns to zero, so its writes stay at the nonzero-to-nonzero price.
     mapping(uint256 segment => uint256 roundAndWeight) private _segmentWeight;
-    // round << 192 | segments done << 160 | sample count << 128 | distance so far
+    // round << 216 | segments done << 192 | sample count << 160 | left out << 159
+    // | distance so far << 96 | along so far << 48 | against so far (see `_pack`)
     mapping(address client => uint256 packedProgress) private _progress;
 
     /// @notice The commitment `client` made in `round` (zero: none).
@@ -323,6 +342,8 @@ contract FLCoordinator {
         laneBits = bits;
         mode = params.mode;
         revealDuration = params.revealDuration;
+        minAlignment = params.minAlignment;
+        _directionGuard = params.minAlignment > ALIGNMENT_OFF;
         sumWordsPerWord = bits / 16;
         _sumWordsPerWord = bits / 16;
         _lanesPerSumWord = 256 / bits;
@@ -503,7 +524,7 @@ contract FLCoordinator {
         if (sampleCount == 0 || sampleCount > maxSampleCount) {
             revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
         }
-        if (_progress[msg.sender] >> 192 == round) revert CoordinatorAlreadySubmitted(round, msg.sender);
+        if (_unpack(_progress[msg.sender]).round == round) revert CoordinatorAlreadySubmitted(round, msg.sender);
         uint256 expected = numWords * _sumWordsPerWord;
         if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
 
@@ -513,11 +534,11 @@ contract FLCoordinator {
             uint256 slot = SUM_BASE + i;
             _store(slot, _load(slot).addLanes(words[i], highBits));
         }
-        _progress[msg.sender] = (round << 192) | (numSegments << 160) | (sampleCount << 128);
+        _progress[msg.sender] = _pack(Progress(round, numSegments, sampleCount, false, 0, 0, 0));
         ++state.started;
         ++state.completed;
         uint256 reward = _credit(_tierRewards[0]);
-        emit SubmissionAccepted(round, msg.sender, sampleCount, 0, 0, reward, true);
+        emit SubmissionAccepted(round, msg.sender, sampleCount, 0, 0, 0, 0, reward, true);
         if (state.completed == targetSubmissions) {
             _close(state);
         } else {
@@ -628,10 +649,7 @@ contract FLCoordinator {
     /// @notice The global model in wire format (16 offset-binary lanes per word).
     /// @return words The packed model.
     function globalModel() external view returns (uint256[] memory words) {
-        words = new uint256[](numWords);
-        for (uint256 j = 0; j < words.length; ++j) {
-            words[j] = _load(MODEL_BASE + j);
-        }
+        return _modelWords();
     }
 
     /// @notice The global model decoded to signed quantized weights (weight = q / scale).
@@ -653,14 +671,14 @@ contract FLCoordinator {
         view
         returns (uint256 round, uint256 segmentsDone, uint256 sampleCount, uint256 distanceSoFar)
     {
-        uint256 progress = _progress[client];
-        return (progress >> 192, (progress >> 160) & type(uint32).max, (progress >> 128) & type(uint32).max, uint128(progress));
+        Progress memory progress = _unpack(_progress[client]);
+        return (progress.round, progress.done, progress.sampleCount, progress.distance);
     }
 
     /// @notice Whether `client` completed its submission for `round`.
     function hasSubmitted(address client, uint256 round) external view returns (bool) {
-        uint256 progress = _progress[client];
-        return progress >> 192 == round && (progress >> 160) & type(uint32).max == numSegments;
+        Progress memory progress = _unpack(_progress[client]);
+        return progress.round == round && progress.done == numSegments;
     }
 
     /// @notice The reward tiers.
@@ -713,6 +731,9 @@ contract FLCoordinator {
         if (p.mode == Mode.CommitReveal && (p.revealDuration == 0 || p.revealDuration > 365 days)) {
             revert CoordinatorInvalidParameter("revealDuration", p.revealDuration);
         }
+        if (p.minAlignment < ALIGNMENT_OFF || p.minAlignment > 10_000) {
+            revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
+        }
         if (p.mode == Mode.SecureAggregation) {
             // Masks cancel only in the sum of the whole cohort; masked words carry no distance.
             if (p.minSubmissions != p.targetSubmissions) {
@@ -724,6 +745,7 @@ contract FLCoordinator {
             if (p.minRewardDistance != 0 || p.maxCountedDistance != 0) {
                 revert CoordinatorInvalidParameter("distanceBounds", 0);
             }
+            if (p.minAlignment != ALIGNMENT_OFF) revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
         }
     }
 
@@ -739,11 +761,7 @@ contract FLCoordinator {
         _loadedWords = firstWord + count;
         emit InitialModelLoaded(firstWord, count);
         if (_loadedWords == numWords) {
-            uint256[] memory model = new uint256[](numWords);
-            for (uint256 j = 0; j < model.length; ++j) {
-                model[j] = _load(MODEL_BASE + j);
-            }
-            modelHash = _hash(model);
+            modelHash = _hash(_modelWords());
             _open(1);
         }
     }
@@ -798,38 +816,81 @@ contract FLCoordinator {
         if (sampleCount == 0 || sampleCount > maxSampleCount) {
             revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
         }
-        uint256 progress = _progress[msg.sender];
-        uint256 done;
-        uint256 distanceSoFar;
-        if (progress >> 192 == round) {
-            done = (progress >> 160) & type(uint32).max;
-            if (done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
-            uint256 declared = (progress >> 128) & type(uint32).max;
-            if (sampleCount != declared) revert CoordinatorSampleCountChanged(declared, sampleCount);
-            distanceSoFar = uint128(progress);
+        Progress memory progress = _unpack(_progress[msg.sender]);
+        if (progress.round == round) {
+            if (progress.done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
+            if (sampleCount != progress.sampleCount) {
+                revert CoordinatorSampleCountChanged(progress.sampleCount, sampleCount);
+            }
         } else {
             if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
             ++state.started;
+            progress = Progress(round, 0, sampleCount, false, 0, 0, 0);
         }
-        if (segment != done) revert CoordinatorWrongSegment(done, segment);
+        if (segment != progress.done) revert CoordinatorWrongSegment(progress.done, segment);
 
         uint256 firstWord = segment * wordsPerSegment;
         uint256 remaining = numWords - firstWord;
         uint256 expected = remaining < wordsPerSegment ? remaining : wordsPerSegment;
         if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
 
-        uint256 total = distanceSoFar + _measure(firstWord, words);
-        bool counted = total <= maxCountedDistance;
+        _measure(firstWord, words, progress);
+        // A loop of its own, so that the guard costs nothing while it is off.
+        if (_directionGuard) _split(firstWord, words, progress);
+        // Once a segment is left out, so is the rest of the vector (and it earns nothing).
+        progress.leftOut = progress.leftOut || progress.distance > maxCountedDistance
+            || !_aligned(progress.along, progress.against);
+        bool counted = !progress.leftOut;
         if (counted) _accumulate(round, segment, words, aggregation == Aggregation.Mean ? 1 : sampleCount);
-        ++done;
-        _progress[msg.sender] = (round << 192) | (done << 160) | (sampleCount << 128) | total;
+        ++progress.done;
+        _progress[msg.sender] = _pack(progress);
 
         if (numSegments > 1) emit SegmentAccepted(round, msg.sender, segment, counted);
-        if (done == numSegments) {
+        if (progress.done == numSegments) {
             ++state.completed;
-            (uint8 tier, uint256 reward) = counted ? _reward(total) : (NO_TIER, 0);
-            emit SubmissionAccepted(round, msg.sender, sampleCount, total, tier, reward, counted);
+            (uint8 tier, uint256 reward) = counted ? _reward(progress.distance) : (NO_TIER, 0);
+            emit SubmissionAccepted(
+                round, msg.sender, sampleCount, progress.distance, progress.along, progress.against, tier, reward, counted
+            );
         }
+    }
+
+    /// Whether an update that moved `along` quanta the way of the last global step and `against`
+    /// quanta the other way passes the direction guard: `along - against >= minAlignment / 10000
+    /// * (along + against)`. Both are below 2**41, so the products cannot overflow.
+    function _aligned(uint256 along, uint256 against) private view returns (bool) {
+        return (int256(along) - int256(against)) * 10_000 >= minAlignment * int256(along + against);
+    }
+
+    // A client's progress in its latest round, unpacked from its `_progress` slot.
+    struct Progress {
+        uint256 round;
+        uint256 done; // segments sent
+        uint256 sampleCount;
+        bool leftOut; // a segment failed the distance bound or the direction guard
+        uint256 distance; // so far
+        uint256 along; // so far
+        uint256 against; // so far
+    }
+
+    // Widths: round 40 bits (2**40 rounds cannot be reached), segments 24 (numWords <= 2**20),
+    // sample count 32, flag 1, distance 63 (squared L2 < 2**24 * 2**32), along and against 48
+    // each (L1 < 2**24 * 2**16).
+    function _unpack(uint256 packed) private pure returns (Progress memory) {
+        return Progress(
+            packed >> 216,
+            (packed >> 192) & type(uint24).max,
+            (packed >> 160) & type(uint32).max,
+            (packed >> 159) & 1 == 1,
+            (packed >> 96) & (type(uint64).max >> 1),
+            (packed >> 48) & type(uint48).max,
+            packed & type(uint48).max
+        );
+    }
+
+    function _pack(Progress memory p) private pure returns (uint256) {
+        return (p.round << 216) | (p.done << 192) | (p.sampleCount << 160) | (uint256(p.leftOut ? 1 : 0) << 159)
+            | (p.distance << 96) | (p.along << 48) | p.against;
     }
 
     function _addSegmentWeight(uint256 round, uint256 segment, uint256 weight) private {
@@ -838,8 +899,11 @@ contract FLCoordinator {
         _segmentWeight[segment] = (round << 128) | (sum + weight);
     }
 
-    /// Distance of `words` from the global model at `firstWord`; reverts on a weight out of range.
-    function _measure(uint256 firstWord, uint256[] calldata words) private view returns (uint256 total) {
+    /// Adds the distance of `words` from the global model at `firstWord`, and (direction guard
+    /// on) its L1 split along and against the last global step, to `progress`; reverts on a
+    /// weight out of range.
+    function _measure(uint256 firstWord, uint256[] calldata words, Progress memory progress) private view {
+        uint256 total = 0;
         bool squared = distance == Distance.SquaredL2;
         uint256 lows = _lows;
         uint256 highs = _highs;
@@ -851,6 +915,29 @@ contract FLCoordinator {
             total += squared ? model.squaredL2Distance(word) : model.l1Distance(word);
         }
         if (firstWord + words.length == numWords) _checkPadding(words[words.length - 1]);
+        progress.distance += total;
+    }
+
+    /// Adds the L1 distance of `words` from the model at `firstWord`, along and against the last
+    /// step, to `progress`.
+    function _split(uint256 firstWord, uint256[] calldata words, Progress memory progress) private view {
+        uint256 along = 0;
+        uint256 against = 0;
+        uint256 entries = 0;
+        uint256 end = firstWord + words.length;
+        // unchecked: j < numWords <= 2**20, and each word adds below 2**21 to along and against
+        unchecked {
+            for (uint256 j = firstWord; j < end; ++j) {
+                if (j == firstWord || j & 7 == 0) entries = _load(DIRECTION_BASE + (j >> 3));
+                (uint256 a, uint256 b) = _load(MODEL_BASE + j).directionalL1(
+                    words[j - firstWord], (entries >> ((j & 7) << 5)) & 0xFFFFFFFF
+                );
+                along += a;
+                against += b;
+            }
+        }
+        progress.along += along;
+        progress.against += against;
     }
 
     /// Adds segment `segment` (`words`) times `weight` into the round sums, lane-parallel.
@@ -874,21 +961,60 @@ contract FLCoordinator {
     /// Computes and stores the new global model, then opens the next round.
     function _close(RoundState memory state) private {
         uint256 round = state.number;
+        uint256[] memory before = _directionGuard ? _modelWords() : new uint256[](0);
         uint256[] memory model = new uint256[](numWords);
         for (uint256 segment = 0; segment < numSegments; ++segment) {
-            uint256 first = segment * wordsPerSegment;
-            uint256 end = first + wordsPerSegment < numWords ? first + wordsPerSegment : numWords;
-            uint256 segmentWeight = _segmentWeight[segment];
-            uint256 weightSum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
+            (uint256 first, uint256 end, uint256 weightSum) = _segmentOf(segment, round);
             for (uint256 j = first; j < end; ++j) {
                 model[j] = weightSum == 0 ? _load(MODEL_BASE + j) : _averageWord(j, weightSum);
             }
         }
+        if (_directionGuard) _storeDirection(before, model, round);
         modelHash = _hash(model);
         uint256 version = modelVersion + 1;
         modelVersion = version;
         emit RoundClosed(round, version, modelHash, state.completed);
         _open(round + 1);
+    }
+
+    /// Words `first .. end - 1` of segment `segment`, and the weight its round-`round` sums hold.
+    function _segmentOf(uint256 segment, uint256 round)
+        private
+        view
+        returns (uint256 first, uint256 end, uint256 weightSum)
+    {
+        first = segment * wordsPerSegment;
+        end = first + wordsPerSegment < numWords ? first + wordsPerSegment : numWords;
+        uint256 segmentWeight = _segmentWeight[segment];
+        weightSum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
+    }
+
+    /// Stores which way the round moved every weight, eight words' entries per slot. A segment
+    /// nobody counted keeps the direction of the last step that moved it.
+    function _storeDirection(uint256[] memory before, uint256[] memory model, uint256 round) private {
+        uint256 entries = 0; // new entries of the words j & ~7 .. j
+        uint256 keep = 0; // the bits of those entries that stay as stored
+        for (uint256 segment = 0; segment < numSegments; ++segment) {
+            (uint256 first, uint256 end, uint256 weightSum) = _segmentOf(segment, round);
+            for (uint256 j = first; j < end; ++j) {
+                uint256 shift = (j & 7) << 5;
+                if (weightSum == 0) keep |= uint256(0xFFFFFFFF) << shift;
+                else entries |= before[j].stepSigns(model[j]) << shift;
+                if (j & 7 == 7 || j == numWords - 1) {
+                    uint256 slot = DIRECTION_BASE + (j >> 3);
+                    if (keep != 0) entries |= _load(slot) & keep;
+                    _store(slot, entries);
+                    (entries, keep) = (0, 0);
+                }
+            }
+        }
+    }
+
+    function _modelWords() private view returns (uint256[] memory words) {
+        words = new uint256[](numWords);
+        for (uint256 j = 0; j < words.length; ++j) {
+            words[j] = _load(MODEL_BASE + j);
+        }
     }
 
     /// Ends the round without a new model: resets the sums it added to, opens the next round.

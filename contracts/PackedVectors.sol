@@ -3,7 +3,8 @@ pragma solidity ^0.8.24;
 
 /// @title PackedVectors
 /// @notice Pure arithmetic on packed fixed-point vectors: the wire format of weights, the distance
-/// between two packed vectors and the lane-parallel (SWAR) sums the coordinator keeps per round.
+/// between two packed vectors, its split along and against the direction of a step, and the
+/// lane-parallel (SWAR) sums the coordinator keeps per round.
 /// @dev Wire format: a vector of `n` quantized weights `q` with `|q| <= maxAbs <= 32767` travels as
 /// `ceil(n / 16)` words; lane `i` of word `j` (bits `16*i .. 16*i+15`) holds weight `16*j + i` in
 /// offset binary, `u = q + 32768`, so every lane of a valid word is nonzero. Lanes past `n` in the
@@ -77,6 +78,92 @@ library PackedVectors {
             uint256 select = ((forward & BIT16_OF_32) >> 16) * 0xFFFF;
             uint256 diff = ((forward & select) | (backward & ~select)) & LOW16_OF_32;
             return (diff * ONE_OF_32) >> 224;
+        }
+    }
+
+    // Direction entries: 32 bits per wire word, four bytes: the even lanes (0, 2, .., 14) the
+    // last global step raised, the odd lanes (1, 3, .., 15) it raised, the even lanes it lowered,
+    // the odd lanes it lowered; bit k of a byte is lane 2k (even) or 2k + 1 (odd).
+    // Spreads 8 bits (bit k) to bit 0 of 32-bit lane k: each product bit lands alone, no carries.
+    uint256 private constant SPREAD_8_TO_32 = 0x2000000040000000800000010000000200000004000000080000001;
+    // Gathers bit 0 of the eight 32-bit lanes into bits 224..231 (the rest land below or overflow).
+    uint256 private constant GATHER_32_TO_8 = 0x100000002000000040000000800000010000000200000004000000080;
+
+    /// @notice The direction entry of the step from `before` to `next` (layout above; unchanged
+    /// lanes are in neither half).
+    function stepSigns(uint256 before, uint256 next) internal pure returns (uint256) {
+        unchecked {
+            (uint256 upEven, uint256 downEven) = _steps(before & LOW16_OF_32, next & LOW16_OF_32);
+            (uint256 upOdd, uint256 downOdd) = _steps((before >> 16) & LOW16_OF_32, (next >> 16) & LOW16_OF_32);
+            return upEven | (upOdd << 8) | (downEven << 16) | (downOdd << 24);
+        }
+    }
+
+    /// @notice The L1 distance between `model` and `update`, split by the direction entry
+    /// `entry` of the last global step: `along` sums the lanes that moved the way that step moved
+    /// them, `against` the lanes that moved the other way (lanes the step left alone are in
+    /// neither).
+    function directionalL1(uint256 model, uint256 update, uint256 entry)
+        internal
+        pure
+        returns (uint256 along, uint256 against)
+    {
+        unchecked {
+            (uint256 a0, uint256 b0) = _split(
+                model & LOW16_OF_32, update & LOW16_OF_32, _spread(entry & 0xFF), _spread((entry >> 16) & 0xFF)
+            );
+            (uint256 a1, uint256 b1) = _split(
+                (model >> 16) & LOW16_OF_32,
+                (update >> 16) & LOW16_OF_32,
+                _spread((entry >> 8) & 0xFF),
+                _spread((entry >> 24) & 0xFF)
+            );
+            return (a0 + a1, b0 + b1);
+        }
+    }
+
+    // One half (8 lanes of 32 bits) of `stepSigns`: 8-bit masks of the lanes that rose and fell.
+    function _steps(uint256 a, uint256 b) private pure returns (uint256 up, uint256 down) {
+        unchecked {
+            // bit 16 of (a | 2**16) - b is set where a >= b
+            uint256 notUp = (((a | BIT16_OF_32) - b) & BIT16_OF_32) >> 16;
+            uint256 notDown = (((b | BIT16_OF_32) - a) & BIT16_OF_32) >> 16;
+            return (_gather(notUp ^ ONE_OF_32), _gather(notDown ^ ONE_OF_32));
+        }
+    }
+
+    // One half of `directionalL1`; `up` and `down` hold 1 in the 32-bit lanes the step raised or
+    // lowered.
+    function _split(uint256 a, uint256 b, uint256 up, uint256 down)
+        private
+        pure
+        returns (uint256 along, uint256 against)
+    {
+        unchecked {
+            uint256 forward = (a | BIT16_OF_32) - b; // 2**16 + a - b per lane
+            uint256 backward = (b | BIT16_OF_32) - a; // 2**16 + b - a per lane
+            uint256 lowered = (forward & BIT16_OF_32) >> 16; // 1 where b <= a: the update went down
+            uint256 select = lowered * 0xFFFF;
+            uint256 diff = ((forward & select) | (backward & ~select)) & LOW16_OF_32;
+            uint256 raised = lowered ^ ONE_OF_32;
+            uint256 alongLanes = ((up & raised) | (down & lowered)) * 0xFFFF;
+            uint256 againstLanes = ((down & raised) | (up & lowered)) * 0xFFFF;
+            along = ((diff & alongLanes) * ONE_OF_32) >> 224;
+            against = ((diff & againstLanes) * ONE_OF_32) >> 224;
+        }
+    }
+
+    // Bit k of an 8-bit value to bit 0 of 32-bit lane k.
+    function _spread(uint256 bits8) private pure returns (uint256) {
+        unchecked {
+            return (bits8 * SPREAD_8_TO_32) & ONE_OF_32;
+        }
+    }
+
+    // Bit 0 of 32-bit lane k to bit k.
+    function _gather(uint256 lanes) private pure returns (uint256) {
+        unchecked {
+            return ((lanes * GATHER_32_TO_8) >> 224) & 0xFF;
         }
     }
 

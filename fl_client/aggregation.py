@@ -60,6 +60,31 @@ def distance(model: np.ndarray, update: np.ndarray, metric: str) -> int:
     raise ValueError(f"unknown distance metric {metric!r}")
 
 
+def step_signs(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Which way a closing round moved each weight: +1 up, -1 down, 0 unchanged."""
+    if before.shape != after.shape:
+        raise ShapeError(f"shapes differ: {before.shape} vs {after.shape}")
+    return np.sign(after.astype(np.int64) - before.astype(np.int64))
+
+
+def directional_l1(model: np.ndarray, update: np.ndarray, step: np.ndarray) -> tuple[int, int]:
+    """The L1 distance from ``model`` to ``update`` split by the last global step ``step``
+    (:func:`step_signs`): ``(along, against)``, the weights moved the same way and the other way.
+    Weights the step left alone count in neither."""
+    if not model.shape == update.shape == step.shape:
+        raise ShapeError(f"shapes differ: {model.shape}, {update.shape}, {step.shape}")
+    diff = update.astype(np.int64) - model.astype(np.int64)
+    moved = np.sign(diff) * step
+    magnitude = np.abs(diff)
+    return int(magnitude[moved > 0].sum()), int(magnitude[moved < 0].sum())
+
+
+def aligned(along: int, against: int, min_alignment_bps: int) -> bool:
+    """The contract's direction guard: ``along - against >= min_alignment_bps / 10000 *
+    (along + against)``, in integers."""
+    return (along - against) * 10_000 >= min_alignment_bps * (along + against)
+
+
 @dataclass(frozen=True)
 class TierDecision:
     """The tier and nominal reward the contract assigns to a distance."""

@@ -44,7 +44,14 @@ from web3.providers.eth_tester import EthereumTesterProvider
 from web3.types import TxReceipt
 
 from fl_client.compile import CompiledContract, get_contract
-from fl_client.config import PROJECT_ROOT, FLConfig, NetworkConfig, ProjectConfig, load_config
+from fl_client.config import (
+    ALIGNMENT_OFF,
+    PROJECT_ROOT,
+    FLConfig,
+    NetworkConfig,
+    ProjectConfig,
+    load_config,
+)
 from fl_client.errors import (
     ChainError,
     ChainIdMismatchError,
@@ -635,6 +642,7 @@ class DeployParams:
     tier_rewards: tuple[int, ...]
     mode: str = "direct"
     reveal_duration: int = 0
+    min_alignment_bps: int = ALIGNMENT_OFF
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for the constructor."""
@@ -662,6 +670,7 @@ class DeployParams:
             list(self.tier_rewards),
             mode,
             self.reveal_duration,
+            self.min_alignment_bps,
         )
 
     @classmethod
@@ -690,6 +699,7 @@ class DeployParams:
             tier_rewards=fl.rewards.amounts_wei,
             mode=contract.mode,
             reveal_duration=contract.reveal_duration,
+            min_alignment_bps=contract.min_alignment_bps,
         )
 
 
@@ -801,6 +811,14 @@ class SubmissionRecord:
     counted: bool
     gas_used: int
     block_number: int
+    along: int = 0  # L1 distance the way the last global step went (direction guard on)
+    against: int = 0  # L1 distance the other way
+
+    @property
+    def alignment(self) -> float | None:
+        """``(along - against) / (along + against)``, or ``None`` when the guard measured nothing."""
+        moved = self.along + self.against
+        return None if moved == 0 else (self.along - self.against) / moved
 
 
 def submission_from_receipt(contract: Contract, receipt: TxReceipt) -> SubmissionRecord | None:
@@ -819,6 +837,8 @@ def submission_from_receipt(contract: Contract, receipt: TxReceipt) -> Submissio
         counted=bool(args["counted"]),
         gas_used=int(receipt["gasUsed"]),
         block_number=int(receipt["blockNumber"]),
+        along=int(args["along"]),
+        against=int(args["against"]),
     )
 
 

@@ -109,6 +109,10 @@ class RewardConfig:
         return tuple(t * num_weights for t in self.thresholds_per_weight)
 
 
+# The direction guard's setting that lets every update through: alignment is never below -1.
+ALIGNMENT_OFF = -10_000
+
+
 @dataclass(frozen=True)
 class ContractConfig:
     """Round rules and options of the coordinator contract."""
@@ -125,8 +129,18 @@ class ContractConfig:
     words_per_segment: int = 512
     mode: str = "direct"
     reveal_duration: int = 600
+    min_alignment_bps: int = ALIGNMENT_OFF
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.min_alignment_bps, bool)
+            or not isinstance(self.min_alignment_bps, int)
+            or not ALIGNMENT_OFF <= self.min_alignment_bps <= 10_000
+        ):
+            raise ConfigError(
+                "contract.min_alignment_bps must be an integer from -10000 (off) to 10000, "
+                f"got {self.min_alignment_bps!r}"
+            )
         if self.mode not in ("direct", "commit_reveal", "secure_aggregation"):
             raise ConfigError(
                 f"contract.mode must be direct, commit_reveal or secure_aggregation, got {self.mode!r}"

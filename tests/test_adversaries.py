@@ -19,7 +19,13 @@ import pytest
 from web3.contract import Contract
 from web3.types import TxReceipt
 
-from fl_client.aggregation import NO_TIER, distance, integer_average
+from fl_client.aggregation import (
+    NO_TIER,
+    directional_l1,
+    distance,
+    integer_average,
+    step_signs,
+)
 from fl_client.chain import Chain, commit_words, read_round, reveal_words, send
 from fl_client.codec import pack, unpack
 from fl_client.compile import CompiledContract
@@ -549,6 +555,135 @@ def test_sign_flip_of_honest_magnitude_passes_the_bound_and_is_paid(
         assert event["counted"] is True
         assert event["reward"] > 0
     assert global_weights(contract).tolist() == integer_average(vectors).tolist()
+
+
+# ---------------------------------------------------------------- the direction guard
+
+
+def drifting_updates(
+    model: np.ndarray, drift: np.ndarray, count: int, *, seed: int, noise: int = 10
+) -> list[np.ndarray]:
+    """``count`` honest updates that follow a common descent direction ``drift`` (as training
+    on similar data does from round to round), each with its own noise."""
+    rng = np.random.default_rng(seed)
+    return [
+        model + drift + rng.integers(-noise, noise + 1, size=SMALL_WEIGHTS) for _ in range(count)
+    ]
+
+
+def play_two_rounds(
+    chain: Chain,
+    contract: Contract,
+    clients: list[str],
+    model: np.ndarray,
+    *,
+    flip: int,
+    seed: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[np.ndarray], np.ndarray]:
+    """Round 1: five honest clients. Round 2: the last ``flip`` of them send the sign-flipped
+    update ``global - (trained - global)``. Returns both rounds' events, round 2's vectors and
+    the model round 1 made."""
+    drift = np.random.default_rng(seed).choice([-20, 20], SMALL_WEIGHTS)
+    first = drifting_updates(model, drift, 5, seed=seed + 1)
+    round1 = [
+        accepted(contract, submit(chain, contract, c, v))
+        for c, v in zip(clients, first, strict=True)
+    ]
+    model1 = global_weights(contract)
+    trained = drifting_updates(model1, drift, 5, seed=seed + 2)
+    vectors = trained[: 5 - flip] + [poisoned(model1, t, -1) for t in trained[5 - flip :]]
+    round2 = [
+        accepted(contract, submit(chain, contract, c, v, round_number=2))
+        for c, v in zip(clients, vectors, strict=True)
+    ]
+    return round1, round2, vectors, model1
+
+
+def test_sign_flipper_is_unpaid_and_left_out_by_the_direction_guard(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
+) -> None:
+    """With ``minAlignment = 0`` a sign-flipped update of honest magnitude, which the distance
+    bound cannot see, moves the weights against the step the last round took: it is credited
+    nothing and the new model is the average of the honest updates."""
+    # Prepare
+    model = random_model(21)
+    contract = deploy_coordinator(
+        initial=model, target_submissions=5, min_submissions=5, min_alignment_bps=0
+    )
+    # Execute
+    round1, round2, vectors, model1 = play_two_rounds(
+        isolated, contract, clients[:5], model, flip=2, seed=21
+    )
+    # Assert: round 1 has no step to compare with; in round 2 the split matches the reference
+    assert all(e["counted"] and (e["along"], e["against"]) == (0, 0) for e in round1)
+    step = step_signs(model, model1)
+    for event, vector in zip(round2, vectors, strict=True):
+        assert (event["along"], event["against"]) == directional_l1(model1, vector, step)
+    for event in round2[3:]:
+        assert event["against"] > event["along"]
+        assert (event["tier"], event["reward"], event["counted"]) == (NO_TIER, 0, False)
+    assert all(e["counted"] and e["reward"] > 0 and e["along"] > e["against"] for e in round2[:3])
+    assert [credit(contract, a) for a in clients[3:5]] == [REWARDS[0], REWARDS[0]]  # round 1 only
+    assert global_weights(contract).tolist() == integer_average(vectors[:3]).tolist()
+
+
+def test_sign_flipper_is_counted_in_round_one_and_without_the_guard(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
+) -> None:
+    """The guard's limits: in round 1 no step exists yet, and with ``minAlignment = -10000``
+    (off) nothing is measured; the sign-flipped update is then counted and paid."""
+    # Prepare
+    model = random_model(22)
+    guarded = deploy_coordinator(
+        initial=model, target_submissions=5, min_submissions=5, min_alignment_bps=0
+    )
+    unguarded = deploy_coordinator(initial=model, target_submissions=5, min_submissions=5)
+    trained = drifting_updates(model, np.full(SMALL_WEIGHTS, 20), 5, seed=22)
+    vectors = [*trained[:4], poisoned(model, trained[4], -1)]
+    # Execute
+    first = [
+        accepted(guarded, submit(isolated, guarded, c, v))
+        for c, v in zip(clients[:5], vectors, strict=True)
+    ]
+    _, round2, vectors2, _ = play_two_rounds(
+        isolated, unguarded, clients[:5], model, flip=2, seed=22
+    )
+    # Assert
+    assert first[4]["counted"] is True
+    assert first[4]["reward"] > 0
+    assert global_weights(guarded).tolist() == integer_average(vectors).tolist()
+    assert all(
+        e["counted"] and e["reward"] > 0 and (e["along"], e["against"]) == (0, 0) for e in round2
+    )
+    assert global_weights(unguarded).tolist() == integer_average(vectors2).tolist()
+
+
+def test_stricter_guard_leaves_out_honest_updates_that_barely_follow_the_step(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
+) -> None:
+    """``minAlignment`` is a threshold on ``(along - against) / (along + against)``: an update at
+    exactly the threshold passes, one a quantum below does not."""
+    # Prepare: round 1 moves every weight up by 10
+    model = random_model(23, bound=100)
+    contract = deploy_coordinator(
+        initial=model, target_submissions=2, min_submissions=2, min_alignment_bps=5_000
+    )
+    for c in clients[:2]:
+        submit(isolated, contract, c, model + 10)
+    model1 = model + 10
+    # 30 weights up by 1 and 10 down by 1: alignment (30 - 10) / 40 = 0.5, at the threshold
+    at = model1.copy()
+    at[:30] += 1
+    at[30:] -= 1
+    below = at.copy()
+    below[29] -= 2  # 29 up, 11 down: (29 - 11) / 40 = 0.45
+    # Execute
+    passing = accepted(contract, submit(isolated, contract, clients[0], at, round_number=2))
+    failing = accepted(contract, submit(isolated, contract, clients[1], below, round_number=2))
+    # Assert
+    assert (passing["along"], passing["against"], passing["counted"]) == (30, 10, True)
+    assert (failing["along"], failing["against"], failing["counted"]) == (29, 11, False)
+    assert global_weights(contract).tolist() == at.tolist()
 
 
 # ---------------------------------------------------------------- reentrancy

@@ -44,6 +44,14 @@ def test_unknown_network_and_bad_config_are_clear_errors(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match="unknown federated_learning keys: clientz"):
         load_config(bad)
+    for value in ("-10001", "0.5", "true"):
+        bad.write_text(
+            (PROJECT_ROOT / "brownie-config.yaml")
+            .read_text()
+            .replace("min_alignment_bps: -10000", f"min_alignment_bps: {value}")
+        )
+        with pytest.raises(ConfigError, match="min_alignment_bps must be an integer from -10000"):
+            load_config(bad)
 
 
 def test_commands_that_need_a_lasting_chain_refuse_the_embedded_one(

@@ -8,7 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fl_client.aggregation import NO_TIER, distance, integer_average, reward_tier, rounded_div
+from fl_client.aggregation import (
+    NO_TIER,
+    aligned,
+    directional_l1,
+    distance,
+    integer_average,
+    reward_tier,
+    rounded_div,
+    step_signs,
+)
 from fl_client.codec import (
     LANES,
     OFFSET,
@@ -148,3 +157,20 @@ def test_distance_and_tiers() -> None:
     assert reward_tier(21, (7, 20), (5, 1)).tier == NO_TIER
     assert reward_tier(0, (7, 20), (5, 1), min_reward_distance=1).amount_wei == 0
     assert reward_tier(15, (7, 20), (5, 1), max_counted_distance=10).tier == NO_TIER
+
+
+def test_direction_split_and_guard() -> None:
+    before = np.array([0, 0, 0, 5])
+    after = np.array([2, -1, 0, 5])
+    step = step_signs(before, after)
+    assert step.tolist() == [1, -1, 0, 0]
+    # -2 against the up step, -4 along the down step, +7 where the step stood still
+    update = after + np.array([-2, -4, 7, 0])
+    assert directional_l1(after, update, step) == (4, 2)
+    assert aligned(4, 2, 3_333)
+    assert not aligned(4, 2, 3_334)
+    assert aligned(0, 0, 10_000)  # nothing to measure passes
+    assert aligned(0, 5, -10_000)
+    assert not aligned(0, 5, -9_999)
+    with pytest.raises(ShapeError):
+        directional_l1(after, update[:3], step)

@@ -17,7 +17,7 @@ from web3.types import TxReceipt
 from fl_client.aggregation import integer_average
 from fl_client.chain import Chain, DeployParams, deploy, send
 from fl_client.codec import model_hash, pack
-from fl_client.config import load_config
+from fl_client.config import ALIGNMENT_OFF, load_config
 
 pytestmark = pytest.mark.slow
 
@@ -57,12 +57,24 @@ def run_two_rounds(
     return setup_gas, receipts
 
 
+@pytest.mark.parametrize(
+    "min_alignment_bps",
+    # on at -9,999: the direction is measured and stored, and every random update passes
+    [ALIGNMENT_OFF, -9_999],
+    ids=["guard-off", "guard-on"],
+)
 def test_mnist_sized_rounds_fit_the_transaction_gas_cap(
-    isolated: Chain, owner: str, clients: list[str]
+    isolated: Chain, owner: str, clients: list[str], min_alignment_bps: int
 ) -> None:
     # Prepare
     params = DeployParams.from_config(load_config().fl, num_weights=7850, clients=10)
-    params = replace(params, target_submissions=10, min_submissions=10, aggregation="mean")
+    params = replace(
+        params,
+        target_submissions=10,
+        min_submissions=10,
+        aggregation="mean",
+        min_alignment_bps=min_alignment_bps,
+    )
     assert params.max_abs_weight * params.target_submissions < 2**15  # 16-bit lanes
     # Execute
     setup_gas, receipts = run_two_rounds(isolated, params, clients, owner, seed=30)

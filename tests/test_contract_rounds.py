@@ -177,6 +177,36 @@ def test_deploy_accepts_boundary_parameters(
     assert round_info(contract)[:2] == (1, OPEN)
 
 
+@pytest.mark.parametrize(
+    ("changes", "value"),
+    [
+        ({"min_alignment_bps": -10_001}, -10_001),
+        ({"min_alignment_bps": 10_001}, 10_001),
+        ({"mode": "secure_aggregation", "min_submissions": 3, "min_alignment_bps": 0}, 0),
+    ],
+    ids=["below-minus-one", "above-one", "masked-updates"],
+)
+def test_deploy_rejects_invalid_min_alignment(
+    isolated: Chain, owner: str, changes: dict[str, Any], value: int
+) -> None:
+    """The direction guard lies in [-10000, 10000] basis points, and masked updates (secure
+    aggregation) carry no direction to measure."""
+    # Execute
+    with pytest.raises(ContractRevertError) as caught:
+        deploy(isolated, small_params(**changes), deployer=owner)
+    # Assert
+    assert caught.value.name == "CoordinatorInvalidSignedParameter"
+    assert revert_args(caught.value) == {"name": "minAlignment", "value": value}
+
+
+@pytest.mark.parametrize("bps", [-10_000, -1, 0, 10_000])
+def test_deploy_accepts_min_alignment_in_range(deploy_coordinator: DeployFactory, bps: int) -> None:
+    # Execute
+    contract = deploy_coordinator(min_alignment_bps=bps)
+    # Assert
+    assert contract.functions.minAlignment().call() == bps
+
+
 # ---------------------------------------------------------------- setup phase
 
 
@@ -812,6 +842,8 @@ def test_segments_emit_events_and_reward_on_last_segment(
             "client": client_a,
             "sampleCount": 7,
             "distance": 800,
+            "along": 0,
+            "against": 0,
             "tier": 0,
             "reward": 300,
             "counted": True,
@@ -957,6 +989,51 @@ def test_poisoning_bound_with_segments_keeps_segments_sent_before_crossing_it(
     expected = np.concatenate([integer_average([a, b, c])[:16], integer_average([b, c])[16:]])
     assert model_weights(contract) == expected.tolist()
     assert model_weights(contract) == [2] * 16 + [1] * 24
+
+
+def test_direction_guard_on_segments_is_sticky_and_keeps_the_step_of_unaveraged_segments(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
+) -> None:
+    """Segmented vectors under the direction guard (``minAlignment = 0``, one-word segments).
+
+    Round 1 moves every weight up by 10. In round 2, A and C follow the step in segment 0 (by 3)
+    and go against it in segment 1 (by 5): from there on they are left out, even where the
+    running figures recover (A's segment 2); B goes against it from segment 0. Only segment 0 is
+    averaged, so segments 1 and 2 keep round 1's step (up), which round 3 is measured against.
+    """
+    # Prepare
+    contract = deploy_coordinator(words_per_segment=1, min_alignment_bps=0)
+    for client in clients[:3]:
+        send_segments(isolated, contract, client, constant(10), range(3))
+    word = [slice(0, 16), slice(16, 32), slice(32, 40)]
+
+    def moved(*steps: int) -> np.ndarray:
+        values = constant(10)
+        for part, step in zip(word, steps, strict=True):
+            values[part] += step
+        return values
+
+    # Execute
+    a = send_segments(isolated, contract, clients[0], moved(3, -5, 5), range(3), round_number=2)
+    b = send_segments(isolated, contract, clients[1], moved(-5, 5, 5), range(3), round_number=2)
+    c = send_segments(isolated, contract, clients[2], moved(3, -5, -5), range(3), round_number=2)
+    model2 = model_weights(contract)
+    third = send_segments(isolated, contract, clients[0], moved(4, -1, 1), range(3), round_number=3)
+    # Assert
+    counted = [[events(contract, "SegmentAccepted", r)[0]["counted"] for r in x] for x in (a, b, c)]
+    assert counted == [[True, False, False], [False, False, False], [True, False, False]]
+    [a_done] = events(contract, "SubmissionAccepted", a[2])
+    assert (a_done["along"], a_done["against"], a_done["counted"], a_done["reward"]) == (
+        48 + 40,
+        80,
+        False,
+        0,
+    )
+    assert model2 == [13] * 16 + [10] * 24
+    # Round 3 from model2: +1 in segment 0 along round 2's step; -1 in segment 1 against the
+    # kept round-1 step, +1 in segment 2 along it.
+    [done] = events(contract, "SubmissionAccepted", third[2])
+    assert (done["along"], done["against"], done["counted"]) == (16 + 8, 16, True)
 
 
 # ---------------------------------------------------------------- views

@@ -1,14 +1,15 @@
 """Invariants of FLCoordinator under random sequences of calls (Hypothesis stateful testing).
 
 A :class:`hypothesis.stateful.RuleBasedStateMachine` drives one Direct-mode coordinator (allowlist
-on, free-rider guard and poisoning bound set, a small reward pool that runs dry) through random
+on, free-rider guard, poisoning bound and direction guard set, a small reward pool that runs dry)
+through random
 sequences of fund, submit (honest, free-riding, poisoning, and malformed: wrong length, weight out
 of range, nonzero padding, stale or future round, invalid sample count, duplicate, ineligible
 sender), finalize, withdraw and time advances, across seven accounts (four allowed clients, one
 that is not allowed, a funder and a keeper that calls ``finalize``).
 
-Every rule predicts its outcome from a plain-Python model of the contract (the reference average
-and tiers of :mod:`fl_client.aggregation`) and checks the events and reverts against it, and after
+Every rule predicts its outcome from a plain-Python model of the contract (the reference average,
+tiers and direction split of :mod:`fl_client.aggregation`) and checks the events and reverts against it, and after
 every transaction the machine checks that:
 
 - the contract holds every credited wei not yet withdrawn (balance >= totalCredited -
@@ -54,7 +55,15 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from fl_client.aggregation import NO_TIER, distance, integer_average, reward_tier
+from fl_client.aggregation import (
+    NO_TIER,
+    aligned,
+    directional_l1,
+    distance,
+    integer_average,
+    reward_tier,
+    step_signs,
+)
 from fl_client.chain import Chain, deploy, send
 from fl_client.codec import OFFSET, model_hash, pack
 from fl_client.compile import CONTRACTS_DIR, find_compiler
@@ -66,6 +75,9 @@ MAX_ABS = 3000
 TARGET, MINIMUM, DURATION = 3, 2, 600
 MIN_REWARD_DISTANCE = 50  # free-rider guard
 MAX_COUNTED_DISTANCE = 20_000  # poisoning bound
+MIN_ALIGNMENT = (
+    0  # direction guard (basis points): no more movement against the last step than along
+)
 THRESHOLDS, REWARDS = (1_000, 10_000, 50_000), (300, 200, 100)
 MAX_SAMPLES = 1_000
 POOL = 700  # runs dry after a few submissions: funding refills it
@@ -212,11 +224,14 @@ class Reference:
     submitted: list[str] = field(default_factory=list)  # accounts done in the open round
     counted: list[np.ndarray] = field(default_factory=list)  # their counted vectors
     credits: Counter[str] = field(default_factory=Counter)
+    step: np.ndarray | None = None  # which way the last closing round moved each weight
 
     def open_next(self, opened_at: int) -> None:
         """The round closed at ``opened_at``: compute the model and open the next round."""
         if self.counted:
-            self.model = integer_average(self.counted)
+            model = integer_average(self.counted)
+            self.step = step_signs(self.model, model)
+            self.model = model
         self.version += 1
         self.round_number += 1
         self.deadline = opened_at + DURATION
@@ -244,6 +259,40 @@ def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, 
     """The decoded arguments of every ``name`` event of ``contract`` in ``receipt``."""
     kind = getattr(contract.events, name)
     return [dict(entry["args"]) for entry in kind().process_receipt(receipt, errors=DISCARD)]
+
+
+def progress_word(
+    round_number: int,
+    segments: int,
+    samples: int,
+    dist: int,
+    *,
+    left_out: bool = False,
+    along: int = 0,
+    against: int = 0,
+) -> int:
+    """A ``_progress`` slot: round << 216 | segments << 192 | samples << 160 | left out << 159 |
+    distance << 96 | along << 48 | against."""
+    return (
+        round_number << 216
+        | segments << 192
+        | samples << 160
+        | int(left_out) << 159
+        | dist << 96
+        | along << 48
+        | against
+    )
+
+
+# Every outcome the machine reached, over all sequences: the test checks that the interesting
+# ones (each defence at work, each kind of revert) were reached at all.
+OUTCOMES: Counter[str] = Counter()
+
+
+def note(label: str) -> None:
+    """Record ``label`` for Hypothesis' statistics and for the coverage check."""
+    event(label)
+    OUTCOMES[label] += 1
 
 
 def set_lane(word: int, lane: int, quantized: int) -> int:
@@ -290,7 +339,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
     ) -> None:
         """``outcome`` is the revert ``name`` with exactly ``args``."""
         assert isinstance(outcome, ContractRevertError), f"expected {name}, the call succeeded"
-        event(f"revert {name}")
+        note(f"revert {name}")
         assert outcome.name == name, f"expected {name}, got {outcome}"
         got = {k: v.lower() if isinstance(v, str) else v for k, v in outcome.error_args.items()}
         assert got == {k: v.lower() if isinstance(v, str) else v for k, v in args.items()}
@@ -361,7 +410,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
             return
         assert not isinstance(outcome, ContractRevertError), f"unexpected {outcome}"
         dist = distance(ref.model, values, "l1")
-        counted = dist <= MAX_COUNTED_DISTANCE
+        step = np.zeros_like(ref.model) if ref.step is None else ref.step
+        along, against = directional_l1(ref.model, values, step)
+        counted = dist <= MAX_COUNTED_DISTANCE and aligned(along, against, MIN_ALIGNMENT)
         tier, reward = NO_TIER, 0
         if counted:
             decision = reward_tier(
@@ -374,6 +425,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
             "client": sender,
             "sampleCount": sample_count,
             "distance": dist,
+            "along": along,
+            "against": against,
             "tier": tier,
             "reward": reward,
             "counted": counted,
@@ -382,13 +435,25 @@ class CoordinatorMachine(RuleBasedStateMachine):
         assert self.contract.functions.hasSubmitted(sender, ref.round_number).call() is True
         self.storage.refresh()
         progress = self.storage.mapping("_progress", sender)  # what submissionOf decodes
-        assert progress == ref.round_number << 192 | 1 << 160 | sample_count << 128 | dist
+        assert progress == progress_word(
+            ref.round_number,
+            1,
+            sample_count,
+            dist,
+            left_out=not counted,
+            along=along,
+            against=against,
+        )
         if not counted:
-            event("submit: poisoner left out, unpaid")
+            note(
+                "submit: poisoner left out, unpaid"
+                if dist > MAX_COUNTED_DISTANCE
+                else "submit: against the last step, left out, unpaid"
+            )
         elif tier == NO_TIER:
-            event("submit: free rider counted, unpaid")
+            note("submit: free rider counted, unpaid")
         else:
-            event("submit: paid" if reward else "submit: tier earned, pool empty")
+            note("submit: paid" if reward else "submit: tier earned, pool empty")
         ref.credits[sender] += reward
         ref.credited += reward
         ref.submitted.append(sender)
@@ -417,7 +482,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
             }
         ]
         self.closed_in_step += 1
-        event(f"round closed with {completed} submissions")
+        note(f"round closed with {completed} submissions")
 
     @rule(
         batch=st.lists(
@@ -508,7 +573,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         if len(ref.submitted) >= MINIMUM:
             self.close_round(closed, now, len(ref.submitted))
         else:
-            event("finalize: deadline extended")
+            note("finalize: deadline extended")
             assert closed == []
             ref.deadline = now + DURATION
             assert events(self.contract, "RoundExtended", outcome) == [
@@ -535,7 +600,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         ]
         self.ref.credits[account] = 0
         self.ref.withdrawn += owed
-        event("withdraw: paid")
+        note("withdraw: paid")
 
     @rule(amount=st.integers(0, 500))
     def fund(self, amount: int) -> None:
@@ -631,6 +696,7 @@ def make_environment(chain: Chain, accounts: list[str]) -> Environment:
         allowlist_enabled=True,
         min_reward_distance=MIN_REWARD_DISTANCE,
         max_counted_distance=MAX_COUNTED_DISTANCE,
+        min_alignment_bps=MIN_ALIGNMENT,
         target_submissions=TARGET,
         min_submissions=MINIMUM,
         round_duration=DURATION,
@@ -689,14 +755,14 @@ def check_storage_decoding(env: Environment) -> None:
     assert storage.model_words(len(words)) == words == pack(env.initial)
     for account in env.allowed:
         assert storage.mapping("credit", account) == f.credit(account).call()
-    # submissionOf decodes _progress: round << 192 | segments << 160 | samples << 128 | distance
+    # submissionOf decodes _progress (see progress_word)
     client = env.allowed[0]
     values = pack(env.initial + 1)
     send(env.chain, f.submit(1, 7, 0, values), client)
     storage.refresh()
     round_number, segments, samples, dist = f.submissionOf(client).call()
-    assert storage.mapping("_progress", client) == (
-        round_number << 192 | segments << 160 | samples << 128 | dist
+    assert storage.mapping("_progress", client) == progress_word(
+        round_number, segments, samples, dist
     )
     assert (round_number, segments, samples, dist) == (1, 1, 7, SMALL_WEIGHTS)
     env.chain.revert(env.snapshot)
@@ -707,7 +773,20 @@ def test_invariants_hold_under_random_call_sequences(isolated: Chain) -> None:
     env = make_environment(isolated, isolated.accounts[:8])
     check_storage_decoding(env)
     factory: Callable[[], CoordinatorMachine] = lambda: CoordinatorMachine(env)  # noqa: E731
+    OUTCOMES.clear()
     run_state_machine_as_test(factory, settings=SETTINGS)  # type: ignore[no-untyped-call]
+    reached = {label for label, count in OUTCOMES.items() if count}
+    assert {
+        "submit: paid",
+        "submit: free rider counted, unpaid",
+        "submit: poisoner left out, unpaid",
+        "submit: against the last step, left out, unpaid",
+        "withdraw: paid",
+        "finalize: deadline extended",
+        "revert CoordinatorAlreadySubmitted",
+        "revert CoordinatorNotEligible",
+        "revert CoordinatorWeightOutOfRange",
+    } <= reached, sorted(OUTCOMES.items())
 
 
 def test_chain_advance_time_after_reverting_to_an_older_snapshot(isolated: Chain) -> None:
