@@ -81,8 +81,7 @@ incorrect-equality|submit
 incorrect-equality|reveal
 incorrect-equality|submitMasked
 incorrect-equality|finalize
-incorrect-equality|_close
-uninitialized-local|_accept
+incorrect-equality|_segmentOf
 EOF
 )
 
