@@ -246,7 +246,6 @@ contract FLCoordinator {
     uint256 private immutable _sumStart; // 1 in every sum lane: keeps sum words nonzero (cheap SSTORE)
     uint256 private immutable _lows; // OFFSET - maxAbsWeight in every 32-bit lane
     uint256 private immutable _highs; // OFFSET + maxAbsWeight in every 32-bit lane
-    bool private immutable _directionGuard; // minAlignment > -10000
 
     // ---------------------------------------------------------------- storage
 
@@ -343,7 +342,6 @@ contract FLCoordinator {
         mode = params.mode;
         revealDuration = params.revealDuration;
         minAlignment = params.minAlignment;
-        _directionGuard = params.minAlignment > ALIGNMENT_OFF;
         sumWordsPerWord = bits / 16;
         _sumWordsPerWord = bits / 16;
         _lanesPerSumWord = 256 / bits;
@@ -836,7 +834,7 @@ contract FLCoordinator {
 
         _measure(firstWord, words, progress);
         // A loop of its own, so that the guard costs nothing while it is off.
-        if (_directionGuard) _split(firstWord, words, progress);
+        if (_directionGuard()) _split(firstWord, words, progress);
         // Once a segment is left out, so is the rest of the vector (and it earns nothing).
         progress.leftOut = progress.leftOut || progress.distance > maxCountedDistance
             || !_aligned(progress.along, progress.against);
@@ -860,6 +858,11 @@ contract FLCoordinator {
     /// * (along + against)`. Both are below 2**41, so the products cannot overflow.
     function _aligned(uint256 along, uint256 against) private view returns (bool) {
         return (int256(along) - int256(against)) * 10_000 >= minAlignment * int256(along + against);
+    }
+
+    /// Whether the direction guard is on (at -10000 every update would pass it).
+    function _directionGuard() private view returns (bool) {
+        return minAlignment > ALIGNMENT_OFF;
     }
 
     // A client's progress in its latest round, unpacked from its `_progress` slot.
@@ -961,7 +964,8 @@ contract FLCoordinator {
     /// Computes and stores the new global model, then opens the next round.
     function _close(RoundState memory state) private {
         uint256 round = state.number;
-        uint256[] memory before = _directionGuard ? _modelWords() : new uint256[](0);
+        bool guard = _directionGuard();
+        uint256[] memory before = guard ? _modelWords() : new uint256[](0);
         uint256[] memory model = new uint256[](numWords);
         for (uint256 segment = 0; segment < numSegments; ++segment) {
             (uint256 first, uint256 end, uint256 weightSum) = _segmentOf(segment, round);
@@ -969,7 +973,7 @@ contract FLCoordinator {
                 model[j] = weightSum == 0 ? _load(MODEL_BASE + j) : _averageWord(j, weightSum);
             }
         }
-        if (_directionGuard) _storeDirection(before, model, round);
+        if (guard) _storeDirection(before, model, round);
         modelHash = _hash(model);
         uint256 version = modelVersion + 1;
         modelVersion = version;
