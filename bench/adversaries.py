@@ -85,6 +85,7 @@ def run_federation(
     min_alignment_bps: int = ALIGNMENT_OFF,
 ) -> dict[str, Any]:
     """Run ``rounds`` rounds on a fresh coordinator; ``attackers`` submit the ``k``-scaled update."""
+    started = time.perf_counter()
     fmt = fl.fixed_point
     config = TrainConfig(
         epochs=fl.epochs,
@@ -168,6 +169,7 @@ def run_federation(
         "attacker_weights_clipped": clipped,
         "rewards_wei": rewards,
         "num_weights": num_weights,
+        "seconds": round(time.perf_counter() - started, 1),
     }
 
 
@@ -203,7 +205,6 @@ def poisoning(
     def run(
         k: float, bound: int, bad: Sequence[int], alignment: int = ALIGNMENT_OFF
     ) -> dict[str, Any]:
-        started = time.perf_counter()
         result = run_federation(
             chain,
             fl,
@@ -215,7 +216,6 @@ def poisoning(
             max_counted_distance=bound,
             min_alignment_bps=alignment,
         )
-        result["seconds"] = round(time.perf_counter() - started, 1)
         log(
             f"k={k} bound={bound} alignment={alignment}: {result['accuracy_by_round']} "
             f"({result['seconds']} s)"
@@ -314,10 +314,8 @@ def long_runs(fl: FLConfig, *, rounds: int, clients: int, log: Any) -> list[dict
         )
         runs = {}
         for label, alignment in (("off", ALIGNMENT_OFF), ("on", MIN_ALIGNMENT_BPS)):
-            chain = connect("embedded", num_accounts=clients + 2)
-            started = time.perf_counter()
             runs[label] = run_federation(
-                chain,
+                connect("embedded", num_accounts=clients + 2),
                 fl,
                 dataset,
                 shards,
@@ -329,7 +327,7 @@ def long_runs(fl: FLConfig, *, rounds: int, clients: int, log: Any) -> list[dict
             )
             log(
                 f"long {partition} guard {label}: {runs[label]['final_accuracy']} "
-                f"({time.perf_counter() - started:.1f} s)"
+                f"({runs[label]['seconds']} s)"
             )
         guarded = runs["on"]
         results.append(
@@ -546,20 +544,21 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(f"| {r['round']} | {r['min']} | {r['median']} | {r['max']} | {cells} |")
     lines += ["", *(f"- {note}" for note in notes(p))]
-    for run in report.get("long_runs", []):
+    long = report.get("long_runs", [])
+    if long:
+        lines += [
+            "",
+            "Honest clients over a long run (no attacker), direction guard at "
+            f"{p['min_alignment_bps']} bps:",
+            "",
+            "| shards | clients x rounds | left out by the guard | lowest alignment (round) "
+            "| alignment median, last round | accuracy guard off | guard on |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+    for run in long:
         alignment = run["honest_alignment"]
         lowest = min(alignment, key=lambda r: r["min"])
         shards = "IID" if run["alpha"] is None else f"Dirichlet({run['alpha']})"
-        if run is report["long_runs"][0]:
-            lines += [
-                "",
-                "Honest clients over a long run (no attacker), direction guard at "
-                f"{p['min_alignment_bps']} bps:",
-                "",
-                "| shards | clients x rounds | left out by the guard | lowest alignment (round) "
-                "| alignment median, last round | accuracy guard off | guard on |",
-                "|---|---:|---:|---:|---:|---:|---:|",
-            ]
         lines.append(
             f"| {shards} | {run['clients']} x {run['rounds']} | "
             f"{run['honest_submissions_left_out']} of {run['clients'] * (run['rounds'] - 1)} | "
