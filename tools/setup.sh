@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything on a fresh machine, idempotently: a virtualenv with the pinned Python
 # packages (requirements.txt, torch==2.13.0 CPU) and the pinned npm toolchain (package.json pins
-# exact versions; package-lock.json records them:
-# solc-js, anvil, cast). Re-running it is fast when nothing changed.
+# exact versions; package-lock.json records them for every platform, and `npm ci` installs from it
+# without rewriting it: solc-js, OpenZeppelin Contracts, Solady, anvil, cast). Re-running it is
+# fast when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +29,8 @@ npm_stamp=$(sha256sum package-lock.json | cut -c1-64)
 if [ "$(cat node_modules/.fl-setup 2>/dev/null || true)" != "$npm_stamp" ]; then
     echo "setup: installing the npm toolchain (pinned in package-lock.json)"
     # The platform packages carry the anvil and cast binaries; their postinstall scripts are not needed.
-    npm install --no-audit --no-fund --ignore-scripts --loglevel=error
+    # `npm ci` installs exactly the lock and never rewrites it (a fresh clone stays clean).
+    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
     node_modules/.bin/anvil --version >/dev/null \
         || { echo "setup: anvil did not install" >&2; exit 1; }
     echo "$npm_stamp" > node_modules/.fl-setup
