@@ -1,307 +1,63 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IERC5267} from "@openzeppelin/contracts/interfaces/IERC5267.sol";
+import {CoordinatorBase} from "./CoordinatorBase.sol";
 import {PackedVectors} from "./PackedVectors.sol";
 
 /// @title FLCoordinator
 /// @notice Takes the place of a federated-learning aggregation server. Clients submit quantized,
 /// packed model weights once per round; the contract averages them (plain mean or FedAvg weighted
-/// by sample count) with exact integer arithmetic, stores the global model, and credits every
-/// submitter a tiered reward by the distance of its weights from the current global model.
+/// by sample count) with exact integer arithmetic, keeps the global model on-chain, and credits
+/// every submitter a tiered reward by the distance of its weights from the current global model.
 /// Rewards are pulled with `withdraw`.
-/// @dev Life cycle: deployed in `Setup`; the owner loads the initial global model (in chunks if it
-/// is large); the last chunk opens round 1. A round closes when `targetSubmissions` complete
-/// submissions arrived, or, once its deadline passed, as soon as `minSubmissions` did (on the
-/// next submission or a `finalize` call). A round whose deadline passes below the minimum is not
-/// lost: `finalize` moves its deadline to one `roundDuration` after the call, keeping every
-/// submission and credit it holds. Closing computes the new model, opens the next round and never loops over
-/// participants: per-round sums live in packed storage words that a submission updates in place.
+/// @dev Life cycle: deployed in `Setup`; the owner loads the initial model segment by segment; the
+/// last segment opens round 1. A round takes submissions until its deadline: directly (`submit`),
+/// through a relayer (`submitRelayed`: signed updates), by commit and reveal, or masked.
+/// Once it is full, or from its deadline with at least `minSubmissions`, anyone closes it with
+/// `closeSegment`, one segment of the model per transaction, from the data the submissions left in
+/// their calldata; the closer is paid `closeFee`. A round that nobody starts closing within
+/// `closeWindow` of its deadline can be ended by anyone (`finalize`): it never waits on an account.
 ///
-/// A vector too large for one transaction is sent in segments of `wordsPerSegment` words, in
-/// order. Each segment's sum and weight are kept apart, so a segment that arrived counts in its
-/// segment's average even if its sender never finishes; the reward is paid on the last segment.
-contract FLCoordinator {
+/// This contract holds the state and the money, answers every read, and hands each submission
+/// path to its unit (`DirectUnit`, `RelayUnit`, `ClosingUnit`, `CommitRevealUnit`,
+/// `SecureAggregationUnit`),
+/// which runs on this contract's storage through DELEGATECALL: each part reads on its own and
+/// deploys under EIP-170's size limit.
+contract FLCoordinator is CoordinatorBase, IERC5267 {
     using PackedVectors for uint256;
 
-    // ---------------------------------------------------------------- types
+    // ---------------------------------------------------------------- limits
 
-    /// @notice How a round's submissions are combined.
-    enum Aggregation {
-        Mean, // plain mean, as in the seed paper
-        SampleWeighted // FedAvg: weighted by each client's sample count
-    }
-
-    /// @notice The distance between a submission and the current global model, on quantized integers.
-    enum Distance {
-        L1,
-        SquaredL2
-    }
-
-    /// @notice How clients hand in their weights.
-    enum Mode {
-        Direct, // `submit` in the clear
-        CommitReveal, // `commit` a salted hash, then `reveal` once commits are closed
-        SecureAggregation // `submitMasked`: pairwise masks that cancel in the sum
-    }
-
-    /// @notice Where the contract is in its life cycle.
-    enum Phase {
-        Setup,
-        Open, // Direct and SecureAggregation rounds
-        Commit, // CommitReveal: taking commitments
-        Reveal // CommitReveal: taking reveals
-    }
-
-    /// @notice Deployment parameters. All are validated by the constructor.
-    struct Parameters {
-        uint256 numWeights; // length of the model vector
-        uint256 scale; // fixed point: weight = q / scale (read by clients)
-        uint256 maxAbsWeight; // |q| <= maxAbsWeight <= 32767
-        uint256 targetSubmissions; // a round closes as soon as this many complete
-        uint256 minSubmissions; // after the deadline, a round closes with this many
-        uint256 roundDuration; // seconds from a round's opening to its deadline
-        Aggregation aggregation;
-        uint256 maxSampleCount; // bound on the sample count a client may declare
-        Distance distance;
-        bool allowlistEnabled; // true: only accounts the owner allowed may submit
-        uint256 minRewardDistance; // closer than this to the global model earns nothing (0: off)
-        uint256 maxCountedDistance; // farther than this: no reward, left out of the average (0: off)
-        uint256 wordsPerSegment; // words per transaction for large vectors (>= words: one segment)
-        uint256[] tierThresholds; // ascending distance thresholds, inclusive
-        uint256[] tierRewards; // descending rewards in wei, one per threshold
-        Mode mode;
-        uint256 revealDuration; // CommitReveal: seconds from the end of commits to the reveal deadline
-        int256 minAlignment; // direction guard, basis points (-10000: off); see `minAlignment`
-    }
-
-    // ---------------------------------------------------------------- errors
-
-    /// @notice A deployment parameter is invalid.
-    error CoordinatorInvalidParameter(string name, uint256 value);
-    /// @notice A signed deployment parameter is invalid.
-    error CoordinatorInvalidSignedParameter(string name, int256 value);
-    /// @notice `caller` is not the owner.
-    error CoordinatorUnauthorized(address caller);
-    /// @notice The contract is in `phase`, which does not allow this call.
-    error CoordinatorWrongPhase(Phase phase);
-    /// @notice `account` is not on the allowlist.
-    error CoordinatorNotEligible(address account);
-    /// @notice A submission named round `given` while round `current` is open.
-    error CoordinatorWrongRound(uint256 given, uint256 current);
-    /// @notice `account` already completed its submission for `round`.
-    error CoordinatorAlreadySubmitted(uint256 round, address account);
-    /// @notice `round` already has `targetSubmissions` submissions under way.
-    error CoordinatorRoundFull(uint256 round, uint256 started);
-    /// @notice Segment (or model chunk) `given` arrived where `expected` was due.
-    error CoordinatorWrongSegment(uint256 expected, uint256 given);
-    /// @notice The packed vector has `given` words where `expected` were due.
-    error CoordinatorWrongLength(uint256 expected, uint256 given);
-    /// @notice Weight `index` decodes to `value`, outside `[-maxAbs, maxAbs]` (or nonzero padding).
-    error CoordinatorWeightOutOfRange(uint256 index, int256 value, uint256 maxAbs);
-    /// @notice A later segment declares `given` samples where the first declared `declared`.
-    error CoordinatorSampleCountChanged(uint256 declared, uint256 given);
-    /// @notice The declared sample count is zero or above `max`.
-    error CoordinatorInvalidSampleCount(uint256 sampleCount, uint256 max);
-    /// @notice The round cannot be finalized before its deadline.
-    error CoordinatorNotClosable(uint256 round, uint256 deadline, uint256 completed, uint256 minimum);
-    /// @notice `account` has no credit to withdraw.
-    error CoordinatorNothingToWithdraw(address account);
-    /// @notice Sending `amount` to `account` failed; its credit is unchanged.
-    error CoordinatorWithdrawalFailed(address account, uint256 amount);
-    /// @notice Funding with zero value.
-    error CoordinatorZeroFunding();
-    /// @notice The call belongs to another submission mode than the deployment's `mode`.
-    error CoordinatorWrongMode(Mode mode);
-    /// @notice `account` committed already in `round`.
-    error CoordinatorAlreadyCommitted(uint256 round, address account);
-    /// @notice A commitment of zero (reserved for "no commitment").
-    error CoordinatorEmptyCommitment();
-    /// @notice `account` reveals in `round` without a commitment.
-    error CoordinatorNoCommitment(uint256 round, address account);
-    /// @notice The reveal of `account` in `round` does not match its commitment.
-    error CoordinatorRevealMismatch(uint256 round, address account);
-    /// @notice The reveal phase of `round` ended at `deadline`.
-    error CoordinatorRevealClosed(uint256 round, uint256 deadline);
-    /// @notice `account` registered a key already.
-    error CoordinatorAlreadyRegistered(address account);
-    /// @notice `account` has no key in the secure-aggregation cohort.
-    error CoordinatorNotRegistered(address account);
-    /// @notice The cohort already has `size` members.
-    error CoordinatorCohortFull(uint256 size);
-    /// @notice Masked submissions need the whole cohort: `registered` of `required` keys so far.
-    error CoordinatorCohortIncomplete(uint256 registered, uint256 required);
-
-    // ---------------------------------------------------------------- events
-
-    /// @notice The owner loaded `count` words of the initial model starting at `firstWord`.
-    event InitialModelLoaded(uint256 firstWord, uint256 count);
-    /// @notice Round `round` opened; it can be finalized from `deadline` on.
-    event RoundOpened(uint256 indexed round, uint256 deadline);
-    /// @notice Round `round` reached its deadline below the minimum; its deadline moved to `deadline`.
-    event RoundExtended(uint256 indexed round, uint256 deadline);
-    /// @notice Round `round` closed with `submissions` complete submissions; model `modelVersion`
-    /// with hash `modelHash` is now the global model.
-    event RoundClosed(uint256 indexed round, uint256 modelVersion, bytes32 modelHash, uint256 submissions);
-    /// @notice `client` sent segment `segment` of its round-`round` vector (multi-segment vectors only).
-    event SegmentAccepted(uint256 indexed round, address indexed client, uint256 segment, bool counted);
-    /// @notice `client` completed its round-`round` submission and was credited `reward` wei.
-    /// `along` and `against` split its L1 distance by the direction of the last global step
-    /// (see `minAlignment`; both 0 while the guard is off). `tier` is the index of the reward
-    /// tier, or 255 for none; `counted` is false when the distance exceeded `maxCountedDistance`
-    /// or the update moved against the last step (`minAlignment`): a one-segment submission is
-    /// then left out of the average; of a segmented one, the segments sent before the running
-    /// figures failed stay in (that part of the vector passed), the rest are left out.
-    event SubmissionAccepted(
-        uint256 indexed round,
-        address indexed client,
-        uint256 sampleCount,
-        uint256 distance,
-        uint256 along,
-        uint256 against,
-        uint8 tier,
-        uint256 reward,
-        bool counted
-    );
-    /// @notice `client` committed to its round-`round` update.
-    event CommitmentAccepted(uint256 indexed round, address indexed client);
-    /// @notice Commits of `round` closed; reveals are taken until `deadline`.
-    event RevealOpened(uint256 indexed round, uint256 deadline);
-    /// @notice Round `round` ended without a new model (too few reveals, or a masked client dropped
-    /// out so that the masks cannot cancel); its sums were discarded.
-    event RoundAbandoned(uint256 indexed round, uint256 submissions);
-    /// @notice `client` joined the secure-aggregation cohort as member `index` with an X25519 key.
-    event KeyRegistered(address indexed client, bytes32 publicKey, uint256 index);
-    /// @notice `funder` added `amount` wei to the reward pool.
-    event PoolFunded(address indexed funder, uint256 amount);
-    /// @notice `client` withdrew `amount` wei of credit.
-    event CreditWithdrawn(address indexed client, uint256 amount);
-    /// @notice The owner set `account`'s eligibility to `allowed`.
-    event AllowlistUpdated(address indexed account, bool allowed);
-    /// @notice Ownership moved from `previousOwner` to `newOwner`.
-    event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
-
-    // ---------------------------------------------------------------- constants and immutables
-
-    /// @notice Tier index reported when no tier applies.
-    uint8 public constant NO_TIER = 255;
     uint256 private constant MAX_WEIGHTS = 1 << 24;
     uint256 private constant MAX_TIERS = 16;
-    // Storage regions (ERC-7201 style namespaced slots) for the model and the round sums.
-    uint256 private constant MODEL_BASE = uint256(keccak256("fl.coordinator.model")) - 1;
-    uint256 private constant SUM_BASE = uint256(keccak256("fl.coordinator.sums")) - 1;
-    // Direction of the last global step: one 32-bit entry per model word, eight per slot.
-    uint256 private constant DIRECTION_BASE = uint256(keccak256("fl.coordinator.direction")) - 1;
-    int256 private constant ALIGNMENT_OFF = -10_000;
+    uint256 private constant MAX_DURATION = 365 days;
+    /// Largest encoded transaction that geth-style pools take (128 KiB), less room for the
+    /// envelope (nonce, fees, signature) around the calldata.
+    uint256 public constant MAX_CALLDATA_BYTES = 131_072 - 1_024;
+    /// An SSTORE2 chunk is a contract: at most 24,576 bytes of code, one of them a STOP.
+    uint256 public constant MAX_CHUNK_WORDS = 767;
+    // The calldata of `closeSegment`: selector and head, then 32 bytes a word and an omitted index.
+    uint256 private constant CLOSE_HEAD_BYTES = 196;
+    // Upper bounds of a close's execution gas (measured: tests/test_limits.py holds the largest
+    // closes under them).
+    uint256 private constant CLOSE_FIXED_GAS = 250_000;
+    uint256 private constant CLOSE_UPDATE_GAS = 90_000; // an update's books; a relayed one's reward
+    uint256 private constant CLOSE_UPDATE_WORD_GAS = 160; // hash, sum; a relayed one's range and distance
+    uint256 private constant CLOSE_ACC_WORD_GAS = 60; // per update word and accumulator word
+    uint256 private constant CLOSE_WORD_GAS = 1_500; // averaging and direction, per word
+    uint256 private constant CODE_DEPOSIT_GAS = 200; // per byte of an SSTORE2 chunk
 
-    /// @notice Length of the model vector.
-    uint256 public immutable numWeights;
-    /// @notice Words of 16 lanes that hold the model.
-    uint256 public immutable numWords;
-    /// @notice Fixed-point scale: weight = q / scale.
-    uint256 public immutable scale;
-    /// @notice Largest |q| a submission may carry.
-    uint256 public immutable maxAbsWeight;
-    /// @notice Complete submissions that close a round at once.
-    uint256 public immutable targetSubmissions;
-    /// @notice Complete submissions needed to close a round after its deadline.
-    uint256 public immutable minSubmissions;
-    /// @notice Seconds from a round's opening to its deadline.
-    uint256 public immutable roundDuration;
-    /// @notice Plain mean or sample-weighted FedAvg.
-    Aggregation public immutable aggregation;
-    /// @notice Largest sample count a client may declare.
-    uint256 public immutable maxSampleCount;
-    /// @notice L1 or squared L2 distance.
-    Distance public immutable distance;
-    /// @notice Whether only allowlisted accounts may submit.
-    bool public immutable allowlistEnabled;
-    /// @notice Free-rider guard: a distance below this earns nothing.
-    uint256 public immutable minRewardDistance;
-    /// @notice Poisoning bound: a distance above this earns nothing and is not averaged.
-    uint256 public immutable maxCountedDistance;
-    /// @notice Direction guard, in basis points. Each closing round stores which way it moved
-    /// every weight. A later update's L1 distance splits into `along` (weights it moves the same
-    /// way) and `against` (the other way); weights the last step left alone count in neither.
-    /// Its alignment is `(along - against) / (along + against)`, from -1 (a sign-flipped step) to
-    /// +1. Below `minAlignment / 10000`, the update earns nothing and is left out of the average.
-    /// Round 1 has no step yet, so every update passes; -10000 turns the guard off.
-    int256 public immutable minAlignment;
-    /// @notice Words per segment; a vector of more words is sent in several transactions.
-    uint256 public immutable wordsPerSegment;
-    /// @notice Segments per vector.
-    uint256 public immutable numSegments;
-    /// @notice Bits per lane of the round sums (16, 32, 64 or 128), chosen from the parameters.
-    uint256 public immutable laneBits;
-    /// @notice How clients hand in their weights.
-    Mode public immutable mode;
-    /// @notice CommitReveal: seconds for reveals once commits closed.
-    uint256 public immutable revealDuration;
-    /// @notice Sum words per model word (laneBits / 16); a masked submission has numWords times this.
-    uint256 public immutable sumWordsPerWord;
+    // ---------------------------------------------------------------- units
 
-    uint256 private immutable _sumWordsPerWord; // laneBits / 16
-    uint256 private immutable _lanesPerSumWord; // 256 / laneBits
-    uint256 private immutable _spreadMask; // 0xFFFF at the bottom of every sum lane
-    uint256 private immutable _sumHighBits; // top bit of every sum lane
-    uint256 private immutable _sumStart; // 1 in every sum lane: keeps sum words nonzero (cheap SSTORE)
-    uint256 private immutable _lows; // OFFSET - maxAbsWeight in every 32-bit lane
-    uint256 private immutable _highs; // OFFSET + maxAbsWeight in every 32-bit lane
-
-    // ---------------------------------------------------------------- storage
-
-    /// @notice The account that loads the initial model and manages the allowlist.
-    address public owner;
-
-    // One slot: the open round. Deadlines and counters fit their widths for any realistic chain.
-    struct RoundState {
-        uint64 number;
-        uint64 deadline;
-        uint32 started; // submissions with at least one segment in
-        uint32 completed; // submissions with every segment in
-        uint32 commits; // CommitReveal: commitments taken
-        Phase phase;
-    }
-
-    RoundState private _round;
-
-    /// @notice Closed rounds so far; the initial model is version 0.
-    uint256 public modelVersion;
-    /// @notice keccak256 of the packed global model words.
-    bytes32 public modelHash;
-
-    uint256 private _loadedWords;
-    uint256[] private _tierThresholds;
-    uint256[] private _tierRewards;
-
-    // round << 128 | weight sum of the segment in that round: stale rounds read as zero, and
-    // the slot never returns to zero, so its writes stay at the nonzero-to-nonzero price.
-    mapping(uint256 segment => uint256 roundAndWeight) private _segmentWeight;
-    // round << 216 | segments done << 192 | sample count << 160 | left out << 159
-    // | distance so far << 96 | along so far << 48 | against so far (see `_pack`)
-    mapping(address client => uint256 packedProgress) private _progress;
-
-    /// @notice The commitment `client` made in `round` (zero: none).
-    mapping(uint256 round => mapping(address client => bytes32 commitment)) public commitments;
-    address[] private _cohort;
-    /// @notice The X25519 public key `client` registered for secure aggregation (zero: none).
-    mapping(address client => bytes32 publicKey) public publicKeyOf;
-
-    /// @notice Whether `account` may submit when the allowlist is enabled.
-    mapping(address account => bool isAllowed) public allowed;
-    /// @notice Wei credited to `account` and not yet withdrawn.
-    mapping(address account => uint256 amount) public credit;
-
-    /// @notice Wei ever paid into the reward pool.
-    uint128 public totalFunded;
-    /// @notice Wei ever credited to clients (shares a slot with totalFunded).
-    uint128 public totalCredited;
-    /// @notice Wei ever withdrawn by clients.
-    uint256 public totalWithdrawn;
-
-    // ---------------------------------------------------------------- modifiers
+    address private immutable _directUnit;
+    address private immutable _relayUnit;
+    address private immutable _closingUnit;
+    address private immutable _commitRevealUnit;
+    address private immutable _secureAggregationUnit;
 
     modifier onlyOwner() {
-        if (msg.sender != owner) revert CoordinatorUnauthorized(msg.sender);
+        if (msg.sender != _owner) revert CoordinatorUnauthorized(msg.sender);
         _;
     }
 
@@ -309,90 +65,120 @@ contract FLCoordinator {
 
     /// @notice Deploys a coordinator in `Setup`; any value sent funds the reward pool.
     /// @param params The deployment parameters (see `Parameters`).
-    constructor(Parameters memory params) payable {
+    /// @param deployedUnits The deployed units the coordinator hands its submission paths to.
+    constructor(Parameters memory params, Units memory deployedUnits) payable {
         _validate(params);
-        uint256 maxWeight = params.aggregation == Aggregation.Mean ? 1 : params.maxSampleCount;
-        uint256 sumBound = params.targetSubmissions * maxWeight * params.maxAbsWeight;
-        uint256 bits = 16;
-        // Smallest lane that holds the largest possible signed sum and one offset-binary value
-        // times the largest weight (so that `spread` cannot spill into a neighbour lane).
-        while (bits < 128 && (sumBound >= (uint256(1) << (bits - 1)) || (maxWeight << 16) > (uint256(1) << bits))) {
-            bits *= 2;
-        }
-        // The validated bounds keep sumBound below 2**79 (targets and sample counts below 2**32,
-        // |q| below 2**15), so the loop always ends with a lane that holds every sum.
-
-        numWeights = params.numWeights;
-        numWords = PackedVectors.wordsFor(params.numWeights);
-        scale = params.scale;
-        maxAbsWeight = params.maxAbsWeight;
-        targetSubmissions = params.targetSubmissions;
-        minSubmissions = params.minSubmissions;
-        roundDuration = params.roundDuration;
-        aggregation = params.aggregation;
-        maxSampleCount = params.maxSampleCount;
-        distance = params.distance;
-        allowlistEnabled = params.allowlistEnabled;
-        minRewardDistance = params.minRewardDistance;
-        maxCountedDistance = params.maxCountedDistance == 0 ? type(uint256).max : params.maxCountedDistance;
+        if (
+            deployedUnits.direct.code.length == 0 || deployedUnits.relay.code.length == 0
+                || deployedUnits.closing.code.length == 0 || deployedUnits.commitReveal.code.length == 0
+                || deployedUnits.secureAggregation.code.length == 0
+        ) revert CoordinatorInvalidParameter("units", 0);
         uint256 words = PackedVectors.wordsFor(params.numWeights);
-        wordsPerSegment = params.wordsPerSegment < words ? params.wordsPerSegment : words;
-        numSegments = (words + wordsPerSegment - 1) / wordsPerSegment;
-        laneBits = bits;
-        mode = params.mode;
-        revealDuration = params.revealDuration;
-        minAlignment = params.minAlignment;
-        sumWordsPerWord = bits / 16;
-        _sumWordsPerWord = bits / 16;
-        _lanesPerSumWord = 256 / bits;
-        _spreadMask = PackedVectors.broadcast(0xFFFF, bits);
-        _sumHighBits = PackedVectors.broadcast(uint256(1) << (bits - 1), bits);
-        _sumStart = PackedVectors.broadcast(1, bits);
-        _lows = PackedVectors.broadcast(PackedVectors.OFFSET - params.maxAbsWeight, 32);
-        _highs = PackedVectors.broadcast(PackedVectors.OFFSET + params.maxAbsWeight, 32);
+        uint256 perSegment = params.wordsPerSegment < words ? params.wordsPerSegment : words;
+        uint256 maxWeight = params.aggregation == Aggregation.Mean ? 1 : params.maxSampleCount;
+        Config storage config = _config;
+        config.numWeights = uint32(params.numWeights);
+        config.numWords = uint32(words);
+        config.wordsPerSegment = uint32(perSegment);
+        config.numSegments = uint32((words + perSegment - 1) / perSegment);
+        config.targetSubmissions = uint32(params.targetSubmissions);
+        config.minSubmissions = uint32(params.minSubmissions);
+        config.maxSampleCount = uint32(params.maxSampleCount);
+        config.maxAbsWeight = uint16(params.maxAbsWeight);
+        config.aggregation = params.aggregation;
+        config.distance = params.distance;
+        config.mode = params.mode;
+        config.allowlistEnabled = params.allowlistEnabled;
+        config.minAlignment = int16(params.minAlignment);
+        config.accBits = uint8(_accumulatorBits(params.targetSubmissions * maxWeight));
+        config.laneBits = uint8(_maskedLaneBits(params.targetSubmissions, maxWeight, params.maxAbsWeight));
+        config.roundDuration = uint32(params.roundDuration);
+        config.revealDuration = uint32(params.revealDuration);
+        config.closeWindow = uint32(params.closeWindow);
+        config.scale = uint64(params.scale);
+        config.minRewardDistance = uint128(params.minRewardDistance);
+        config.maxCountedDistance =
+            params.maxCountedDistance == 0 ? type(uint128).max : uint128(params.maxCountedDistance);
+        config.closeFee = uint128(params.closeFee);
+        config.relayFee = uint128(params.relayFee);
+        config.commitBond = uint128(params.commitBond);
+        _checkTransactionLimits(params, perSegment, config.accBits / 16);
         _tierThresholds = params.tierThresholds;
         _tierRewards = params.tierRewards;
-
-        owner = msg.sender;
+        _directUnit = deployedUnits.direct;
+        _relayUnit = deployedUnits.relay;
+        _closingUnit = deployedUnits.closing;
+        _commitRevealUnit = deployedUnits.commitReveal;
+        _secureAggregationUnit = deployedUnits.secureAggregation;
+        _owner = msg.sender;
         emit OwnershipTransferred(address(0), msg.sender);
         if (msg.value > 0) _fund();
     }
 
     // ---------------------------------------------------------------- setup (owner)
 
-    /// @notice Loads the next `words.length` words of the initial global model; the last chunk
-    /// opens round 1.
-    /// @param firstWord Index of the first word in this chunk; must follow the previous chunk.
-    /// @param words Packed words (wire format of `PackedVectors`).
-    function loadInitialModel(uint256 firstWord, uint256[] calldata words) external onlyOwner {
-        _beforeLoad(firstWord, words.length);
-        for (uint256 i = 0; i < words.length; ++i) {
-            _checkRange(firstWord + i, words[i]);
-            _storeInitialWord(firstWord + i, words[i]);
-        }
-        _afterLoad(firstWord, words.length);
+    /// @notice Loads segments `firstSegment ..` of the initial global model from `words` (whole
+    /// segments, in order); the last segment opens round 1.
+    /// @param firstSegment The next segment to load.
+    /// @param words Packed words (wire format of `PackedVectors`) of one or more whole segments.
+    function loadInitialModel(uint256 firstSegment, uint256[] calldata words) external onlyOwner {
+        _beforeLoad(firstSegment);
+        uint256 lows = PackedVectors.broadcast(PackedVectors.OFFSET - _config.maxAbsWeight, 32);
+        uint256 highs = PackedVectors.broadcast(PackedVectors.OFFSET + _config.maxAbsWeight, 32);
+        uint256 used = 0;
+        uint256 segment = firstSegment;
+        uint256[] memory chunk = new uint256[](_config.wordsPerSegment);
+        do {
+            if (segment >= _config.numSegments) revert CoordinatorWrongLength(used, words.length);
+            (uint256 first, uint256 count) = _segmentBounds(segment);
+            if (used + count > words.length) revert CoordinatorWrongLength(used + count, words.length);
+            for (uint256 i = 0; i < count; ++i) {
+                uint256 word = words[used + i];
+                if (!word.inRange(lows, highs)) _revertOutOfRange(first + i, word, _config.maxAbsWeight);
+                chunk[i] = word;
+            }
+            if (first + count == _config.numWords) _checkPadding(chunk[count - 1]);
+            _storeInitialSegment(segment, chunk, count);
+            used += count;
+            ++segment;
+        } while (used < words.length);
+        _afterLoad(firstSegment, segment);
     }
 
-    /// @notice Loads the next `count` words of the initial global model as zeros, without
-    /// calldata; the last chunk opens round 1.
-    /// @param firstWord Index of the first word; must follow the previous chunk.
-    /// @param count Number of words to load.
-    function loadZeroModel(uint256 firstWord, uint256 count) external onlyOwner {
-        _beforeLoad(firstWord, count);
+    /// @notice Loads `count` segments of zeros from `firstSegment` on, without calldata; the last
+    /// segment opens round 1.
+    /// @param firstSegment The next segment to load.
+    /// @param count Number of segments to load.
+    function loadZeroModel(uint256 firstSegment, uint256 count) external onlyOwner {
+        _beforeLoad(firstSegment);
+        if (count == 0 || firstSegment + count > _config.numSegments) {
+            revert CoordinatorWrongLength(_config.numSegments - firstSegment, count);
+        }
+        uint256[] memory chunk = new uint256[](_config.wordsPerSegment);
         uint256 zeros = PackedVectors.broadcast(PackedVectors.OFFSET, 16);
-        for (uint256 i = 0; i < count; ++i) {
-            _storeInitialWord(firstWord + i, zeros);
+        for (uint256 i = 0; i < chunk.length; ++i) {
+            chunk[i] = zeros;
         }
-        _afterLoad(firstWord, count);
+        for (uint256 segment = firstSegment; segment < firstSegment + count; ++segment) {
+            (, uint256 words) = _segmentBounds(segment);
+            _storeInitialSegment(segment, chunk, words);
+        }
+        _afterLoad(firstSegment, firstSegment + count);
     }
 
-    /// @notice Sets whether each of `accounts` may submit (used when the allowlist is enabled).
+    /// @notice Sets whether each of `accounts` may take part (when the allowlist is enabled).
+    /// The change takes effect from the next round, so that no round's rules change while it runs.
     /// @param accounts The accounts to update.
     /// @param isAllowed Their new eligibility.
     function setAllowed(address[] calldata accounts, bool isAllowed) external onlyOwner {
+        uint256 current = _round.number;
+        uint256 from = current + 1;
         for (uint256 i = 0; i < accounts.length; ++i) {
-            allowed[accounts[i]] = isAllowed;
-            emit AllowlistUpdated(accounts[i], isAllowed);
+            uint256 packed = _eligibility[accounts[i]];
+            // The value in force in the open round stays in force for it.
+            uint256 previous = uint64(packed) <= current ? (packed >> 64) & 1 : (packed >> 65) & 1;
+            _eligibility[accounts[i]] = from | (isAllowed ? uint256(1) << 64 : 0) | (previous << 65);
+            emit AllowlistUpdated(accounts[i], isAllowed, from);
         }
     }
 
@@ -400,206 +186,141 @@ contract FLCoordinator {
     /// @param newOwner The new owner; not the zero address.
     function transferOwnership(address newOwner) external onlyOwner {
         if (newOwner == address(0)) revert CoordinatorInvalidParameter("newOwner", 0);
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
+        emit OwnershipTransferred(_owner, newOwner);
+        _owner = newOwner;
     }
 
-    // ---------------------------------------------------------------- rounds
+    // ---------------------------------------------------------------- submission paths (units)
 
-    /// @notice Submits (a segment of) the caller's quantized weights for the open round, and on
-    /// the last segment credits its reward. Closes the round when it reaches its target, or when
-    /// its deadline passed and it reached its minimum. Direct mode only.
+    /// @notice Submits the caller's quantized weights for the open round (Plain mode) and, once
+    /// every segment is in, credits its reward by its distance from the current global model.
     /// @param round The open round's number (guards against a stale submission).
-    /// @param sampleCount Training samples behind the update (the FedAvg weight); the same for
-    /// every segment.
-    /// @param segment Index of this segment (0 for a vector that fits one transaction).
-    /// @param words The segment's packed words.
-    function submit(uint256 round, uint256 sampleCount, uint256 segment, uint256[] calldata words) external {
-        if (mode != Mode.Direct) revert CoordinatorWrongMode(mode);
-        RoundState memory state = _round;
-        _checkRound(state, round, Phase.Open);
-        _accept(state, round, sampleCount, segment, words);
-        if (
-            state.completed == targetSubmissions
-                || (block.timestamp >= state.deadline && state.completed >= minSubmissions)
-        ) {
-            _close(state);
-        } else {
-            _round = state;
-        }
+    /// @param sampleCount Training samples behind the update (the FedAvg weight); the same in
+    /// every transaction of a submission.
+    /// @param firstSegment The first segment `words` carries: 0, or the next one due when a large
+    /// update takes several transactions.
+    /// @param words Packed words of one or more whole segments, in order.
+    function submit(uint256 round, uint256 sampleCount, uint256 firstSegment, uint256[] calldata words) external {
+        round;
+        sampleCount;
+        firstSegment;
+        words;
+        _delegate(_directUnit);
     }
 
-    /// @notice Commits to the caller's update for `round` (CommitReveal mode): the hash that
-    /// `commitmentOf` computes. Commits close when `targetSubmissions` arrived, or once the
-    /// deadline passed with `minSubmissions` (on a commit or `finalize`); then reveals open.
+    /// @notice Registers signed updates that a relayer carries (Plain mode, before the deadline):
+    /// each client's EIP-712 signature over `Update(round, segments, sampleCount, wordsHash)`, with
+    /// `wordsHash` the hash chain of `segmentHashes` (see `updateDigest`). The words follow in the
+    /// closes, which measure and pay each update. Anyone may relay; the caller pays the gas.
+    /// @param round The open round.
+    /// @param updates The signed updates, each with the keccak256 of every segment's words.
+    function submitRelayed(uint256 round, RelayedUpdate[] calldata updates) external {
+        round;
+        updates;
+        _delegate(_relayUnit);
+    }
+
+    /// @notice Writes segment `segment` of the round's new model from segment `segment` of every
+    /// update it holds, and pays the caller `closeFee` (plus `relayFee` per relayed update it
+    /// carries). The last segment makes the new model global and opens the next round. Anyone may
+    /// call it; the first segment only once the round is full (`targetSubmissions`; CommitReveal:
+    /// every commitment revealed), or from its deadline on with at least `minSubmissions`.
+    /// @param round The round being closed.
+    /// @param segment The next segment to write (`roundInfo`'s `closedSegments`).
+    /// @param words Segment `segment` of each update in `entries()` order, concatenated (each
+    /// must hash to what its submission registered), except the omitted and the dropped ones.
+    /// @param omitted Indexes (ascending) of relayed entries left out because their relayer did
+    /// not supply their words: allowed from `closeWindow` after the deadline on; they are dropped
+    /// from the round, unpaid.
+    function closeSegment(uint256 round, uint256 segment, uint256[] calldata words, uint256[] calldata omitted)
+        external
+    {
+        round;
+        segment;
+        words;
+        omitted;
+        _delegate(_closingUnit);
+    }
+
+    /// @notice Commits to the caller's update for `round` (CommitReveal mode) with a bond of
+    /// exactly `commitBond` wei, returned on reveal and forfeited to the pool without one. Commits
+    /// close when `targetSubmissions` arrived, or at the deadline (`finalize`).
     /// @param round The round in its commit phase.
-    /// @param commitment `commitmentOf(round, msg.sender, sampleCount, salt, segmentHashes)`.
-    function commit(uint256 round, bytes32 commitment) external {
-        if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
-        RoundState memory state = _round;
-        _checkRound(state, round, Phase.Commit);
-        // Zero is what "no commitment" reads as: it would let the same account commit again.
-        if (commitment == bytes32(0)) revert CoordinatorEmptyCommitment();
-        if (commitments[round][msg.sender] != bytes32(0)) revert CoordinatorAlreadyCommitted(round, msg.sender);
-        if (state.commits >= targetSubmissions) revert CoordinatorRoundFull(round, state.commits);
-        commitments[round][msg.sender] = commitment;
-        ++state.commits;
-        emit CommitmentAccepted(round, msg.sender);
-        if (
-            state.commits == targetSubmissions
-                || (block.timestamp >= state.deadline && state.commits >= minSubmissions)
-        ) {
-            _startReveal(state);
-        }
-        _round = state;
+    /// @param commitment `commitmentOf(round, msg.sender, sampleCount, salt, vectorHash)`.
+    function commit(uint256 round, bytes32 commitment) external payable {
+        round;
+        commitment;
+        _delegate(_commitRevealUnit);
     }
 
-    /// @notice Reveals (a segment of) the update the caller committed to, then handles it like
-    /// `submit`. The round closes when every committer revealed, or at `finalize` after the
-    /// reveal deadline. CommitReveal mode only.
+    /// @notice Reveals (whole segments of) the update the caller committed to; handled like
+    /// `submit`. The last segment checks the commitment, pays, and returns the bond.
     /// @param round The round in its reveal phase.
     /// @param sampleCount As committed.
-    /// @param segment Index of this segment.
-    /// @param words The segment's packed words; their keccak256 must be `segmentHashes[segment]`.
+    /// @param firstSegment The first segment `words` carries.
+    /// @param words Packed words of one or more whole segments, in order.
     /// @param salt The secret that made the commitment unguessable.
-    /// @param segmentHashes keccak256 of every segment's packed words, as committed.
-    function reveal(
-        uint256 round,
-        uint256 sampleCount,
-        uint256 segment,
-        uint256[] calldata words,
-        bytes32 salt,
-        bytes32[] calldata segmentHashes
-    ) external {
-        if (mode != Mode.CommitReveal) revert CoordinatorWrongMode(mode);
-        RoundState memory state = _round;
-        _checkRound(state, round, Phase.Reveal);
-        if (block.timestamp >= state.deadline) revert CoordinatorRevealClosed(round, state.deadline);
-        bytes32 committed = commitments[round][msg.sender];
-        if (committed == bytes32(0)) revert CoordinatorNoCommitment(round, msg.sender);
-        if (
-            segmentHashes.length != numSegments || segment >= numSegments
-                || segmentHashes[segment] != keccak256(abi.encodePacked(words))
-                || commitmentOf(round, msg.sender, sampleCount, salt, segmentHashes) != committed
-        ) revert CoordinatorRevealMismatch(round, msg.sender);
-        _accept(state, round, sampleCount, segment, words);
-        if (state.completed == state.commits) {
-            _close(state);
-        } else {
-            _round = state;
-        }
+    function reveal(uint256 round, uint256 sampleCount, uint256 firstSegment, uint256[] calldata words, bytes32 salt)
+        external
+    {
+        round;
+        sampleCount;
+        firstSegment;
+        words;
+        salt;
+        _delegate(_commitRevealUnit);
     }
 
     /// @notice Joins the secure-aggregation cohort with an X25519 public key (SecureAggregation
     /// mode). The cohort has `targetSubmissions` members; masked rounds start once it is full.
     /// @param publicKey The raw 32-byte X25519 public key.
     function registerKey(bytes32 publicKey) external {
-        if (mode != Mode.SecureAggregation) revert CoordinatorWrongMode(mode);
-        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
-        if (publicKey == bytes32(0)) revert CoordinatorInvalidParameter("publicKey", 0);
-        if (publicKeyOf[msg.sender] != bytes32(0)) revert CoordinatorAlreadyRegistered(msg.sender);
-        if (_cohort.length >= targetSubmissions) revert CoordinatorCohortFull(_cohort.length);
-        publicKeyOf[msg.sender] = publicKey;
-        _cohort.push(msg.sender);
-        emit KeyRegistered(msg.sender, publicKey, _cohort.length - 1);
+        publicKey;
+        _delegate(_secureAggregationUnit);
     }
 
     /// @notice Submits the caller's masked update (SecureAggregation mode): `numWords *
-    /// sumWordsPerWord` words in the layout of the round sums, each lane `weight * (q + 32768)`
-    /// plus the client's pairwise masks, modulo `2**laneBits`. The masks of the whole cohort
-    /// cancel in the sum, so the average is exact while no single submission reveals its update.
-    /// No distance can be measured on masked words: every submission earns the first tier's
-    /// reward. The round closes when the whole cohort submitted.
+    /// sumWordsPerWord` words in the layout of the masked sums, each lane `weight * (q + 32768)`
+    /// plus the client's pairwise masks, modulo `2**laneBits`. Every submission earns the first
+    /// tier; the cohort's last one closes the round.
     /// @param round The open round.
     /// @param sampleCount Training samples behind the update.
     /// @param words The masked words.
     function submitMasked(uint256 round, uint256 sampleCount, uint256[] calldata words) external {
-        if (mode != Mode.SecureAggregation) revert CoordinatorWrongMode(mode);
-        RoundState memory state = _round;
-        _checkRound(state, round, Phase.Open);
-        if (_cohort.length < targetSubmissions) revert CoordinatorCohortIncomplete(_cohort.length, targetSubmissions);
-        if (publicKeyOf[msg.sender] == bytes32(0)) revert CoordinatorNotRegistered(msg.sender);
-        if (sampleCount == 0 || sampleCount > maxSampleCount) {
-            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
-        }
-        if (_unpack(_progress[msg.sender]).round == round) revert CoordinatorAlreadySubmitted(round, msg.sender);
-        uint256 expected = numWords * _sumWordsPerWord;
-        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
-
-        _addSegmentWeight(round, 0, aggregation == Aggregation.Mean ? 1 : sampleCount);
-        uint256 highBits = _sumHighBits;
-        for (uint256 i = 0; i < words.length; ++i) {
-            uint256 slot = SUM_BASE + i;
-            _store(slot, _load(slot).addLanes(words[i], highBits));
-        }
-        _progress[msg.sender] = _pack(Progress(round, numSegments, sampleCount, false, 0, 0, 0));
-        ++state.started;
-        ++state.completed;
-        uint256 reward = _credit(_tierRewards[0]);
-        emit SubmissionAccepted(round, msg.sender, sampleCount, 0, 0, 0, 0, reward, true);
-        if (state.completed == targetSubmissions) {
-            _close(state);
-        } else {
-            _round = state;
-        }
+        round;
+        sampleCount;
+        words;
+        _delegate(_secureAggregationUnit);
     }
 
-    /// @notice Moves the open round on once its deadline passed. Direct: closes it with
-    /// `minSubmissions`, else moves the deadline to `roundDuration` from now. CommitReveal: after the
-    /// commit deadline, opens reveals with `minSubmissions` commitments (else extends); after the
-    /// reveal deadline, closes with `minSubmissions` reveals, else abandons the round.
-    /// SecureAggregation: a round that some of the cohort left abandons (the masks cannot cancel);
-    /// one nobody submitted to is extended.
+    /// @notice Moves the round on when nobody else can. CommitReveal, after the commit deadline:
+    /// opens reveals (or ends a round nobody committed to). SecureAggregation, after the deadline:
+    /// ends the round (some of the cohort did not submit; their masks cannot cancel). Otherwise,
+    /// from `closeWindow` after the deadline (CommitReveal: at once when every commitment was
+    /// revealed and the round is below its minimum) while the round has not started closing: ends
+    /// it without a new model and opens the next one.
     function finalize() external {
         RoundState memory state = _round;
-        if (state.phase == Phase.Setup) revert CoordinatorWrongPhase(state.phase);
-        if (block.timestamp < state.deadline) {
-            revert CoordinatorNotClosable(state.number, state.deadline, state.completed, minSubmissions);
-        }
+        if (state.phase == Phase.Setup || state.phase == Phase.Closing) revert CoordinatorWrongPhase(state.phase);
+        uint256 opensAt = state.deadline;
+        Mode submissionMode = _config.mode;
         if (state.phase == Phase.Commit) {
-            if (state.commits >= minSubmissions) {
-                _startReveal(state);
-            } else {
-                _extend(state);
-            }
-            _round = state;
-        } else if (state.phase == Phase.Reveal) {
-            if (state.completed >= minSubmissions) _close(state);
-            else _abandon(state);
-        } else if (mode == Mode.SecureAggregation) {
-            if (state.completed > 0) {
+            _requireTime(state, opensAt, state.commits);
+            if (state.commits == 0) {
                 _abandon(state);
             } else {
-                _extend(state);
+                _startReveal(state);
                 _round = state;
             }
-        } else if (state.completed >= minSubmissions) {
-            _close(state);
-        } else {
-            _extend(state);
-            _round = state;
+            return;
         }
-    }
-
-    /// @notice The commitment a client makes in CommitReveal mode.
-    /// @return keccak256 of (chain id, this contract, round, client, sample count, salt, segment hashes).
-    function commitmentOf(
-        uint256 round,
-        address client,
-        uint256 sampleCount,
-        bytes32 salt,
-        bytes32[] calldata segmentHashes
-    ) public view returns (bytes32) {
-        return keccak256(abi.encode(block.chainid, address(this), round, client, sampleCount, salt, segmentHashes));
-    }
-
-    /// @notice The secure-aggregation cohort: members in registration order and their keys.
-    function cohort() external view returns (address[] memory accounts, bytes32[] memory keys) {
-        accounts = _cohort;
-        keys = new bytes32[](accounts.length);
-        for (uint256 i = 0; i < accounts.length; ++i) {
-            keys[i] = publicKeyOf[accounts[i]];
+        if (submissionMode != Mode.SecureAggregation) {
+            bool settled = submissionMode == Mode.CommitReveal && state.completed >= state.commits
+                && state.entries < _config.minSubmissions;
+            opensAt = settled ? 0 : opensAt + _config.closeWindow;
         }
+        _requireTime(state, opensAt, state.entries);
+        _abandon(state);
     }
 
     // ---------------------------------------------------------------- money
@@ -618,65 +339,256 @@ contract FLCoordinator {
     /// @dev Checks-effects-interactions: the credit is zeroed and the total updated before the
     /// call, so a reentrant call finds nothing to withdraw.
     function withdraw() external {
-        uint256 amount = credit[msg.sender];
+        uint256 amount = _credits[msg.sender];
         if (amount == 0) revert CoordinatorNothingToWithdraw(msg.sender);
-        credit[msg.sender] = 0;
-        totalWithdrawn += amount;
+        _credits[msg.sender] = 0;
+        _totalWithdrawn += amount;
         emit CreditWithdrawn(msg.sender, amount);
         (bool sent,) = payable(msg.sender).call{value: amount}("");
         if (!sent) revert CoordinatorWithdrawalFailed(msg.sender, amount);
     }
 
-    // ---------------------------------------------------------------- free reads
+    // ---------------------------------------------------------------- free reads: rounds
 
-    /// @notice The open round: its number, the phase, its deadline and its submissions.
+    /// @notice The open round.
     /// @return number Round number (0 while in Setup).
-    /// @return phase Setup or Open.
-    /// @return deadline Unix time from which the round can be finalized.
-    /// @return started Submissions with at least one segment in.
-    /// @return completed Complete submissions.
+    /// @return phase Setup, Open, Commit, Reveal or Closing.
+    /// @return deadline Unix time until which submissions (Commit: commitments; Reveal: reveals)
+    /// are taken, and from which the round may close with its minimum.
+    /// @return submissions Counted complete submissions so far.
+    /// @return closedSegments Segments of the new model written so far (Closing).
     function roundInfo()
         external
         view
-        returns (uint256 number, Phase phase, uint256 deadline, uint256 started, uint256 completed)
+        returns (uint256 number, Phase phase, uint256 deadline, uint256 submissions, uint256 closedSegments)
     {
         RoundState memory state = _round;
-        return (state.number, state.phase, state.deadline, state.started, state.completed);
+        return (state.number, state.phase, state.deadline, state.entries, state.closedSegments);
     }
 
-    /// @notice The global model in wire format (16 offset-binary lanes per word).
-    /// @return words The packed model.
-    function globalModel() external view returns (uint256[] memory words) {
-        return _modelWords();
+    /// @notice The open round's counters beyond `roundInfo`.
+    /// @return completed Complete submissions, counted or not (CommitReveal: reveals; relayed
+    /// ones count once registered).
+    /// @return commits Commitments taken (CommitReveal).
+    /// @return closeStartedAt When the first segment closed (Closing), else 0.
+    /// @return windowEnds `closeWindow` after the deadline: from then on a close may leave out
+    /// relayed updates, and a round nobody started closing may be ended (`finalize`).
+    function roundDetails()
+        external
+        view
+        returns (uint256 completed, uint256 commits, uint256 closeStartedAt, uint256 windowEnds)
+    {
+        RoundState memory state = _round;
+        if (state.phase == Phase.Closing) closeStartedAt = _closeStartedAt;
+        return (state.completed, state.commits, closeStartedAt, state.deadline + _config.closeWindow);
     }
 
-    /// @notice The global model decoded to signed quantized weights (weight = q / scale).
-    /// @return weights One entry per model weight.
-    function globalModelWeights() external view returns (int256[] memory weights) {
-        weights = new int256[](numWeights);
-        for (uint256 i = 0; i < weights.length; ++i) {
-            weights[i] = _load(MODEL_BASE + i / 16).signedLane(i % 16);
+    /// @notice The open round's registered submissions, in the order a close takes them.
+    /// @return clients Their accounts.
+    /// @return sampleCounts Their declared sample counts.
+    /// @return relayed Whether a relayer carried each.
+    /// @return dropped Whether a relayed one was left out of the rest of the close.
+    function entries()
+        external
+        view
+        returns (address[] memory clients, uint256[] memory sampleCounts, bool[] memory relayed, bool[] memory dropped)
+    {
+        uint256 count = _round.entries;
+        clients = new address[](count);
+        sampleCounts = new uint256[](count);
+        relayed = new bool[](count);
+        dropped = new bool[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 entry = _entries[i];
+            clients[i] = address(uint160(entry));
+            sampleCounts[i] = uint32(entry >> 160);
+            relayed[i] = entry & ENTRY_RELAYED != 0;
+            dropped[i] = entry & ENTRY_DROPPED != 0;
         }
+    }
+
+    /// @notice keccak256 of segment `segment` of `client`'s latest submission.
+    function segmentHash(address client, uint256 segment) external view returns (bytes32) {
+        return _segmentHashes[client][segment];
     }
 
     /// @notice Progress of `client` in its latest round.
     /// @return round The round it last submitted to (0: never).
     /// @return segmentsDone Segments it sent in that round (`numSegments` means complete).
     /// @return sampleCount The sample count it declared.
-    /// @return distanceSoFar Its distance over the segments sent.
+    /// @return distanceSoFar Its distance over the segments sent (relayed: measured so far).
+    /// @return relayed Whether a relayer registered it (its segments are measured by the closes).
     function submissionOf(address client)
         external
         view
-        returns (uint256 round, uint256 segmentsDone, uint256 sampleCount, uint256 distanceSoFar)
+        returns (uint256 round, uint256 segmentsDone, uint256 sampleCount, uint256 distanceSoFar, bool relayed)
     {
         Progress memory progress = _unpack(_progress[client]);
-        return (progress.round, progress.done, progress.sampleCount, progress.distance);
+        return (progress.round, progress.done, progress.sampleCount, progress.distance, progress.relayed);
     }
 
-    /// @notice Whether `client` completed its submission for `round`.
+    /// @notice Whether `client` has a whole update in `round` (submitted, revealed or relayed).
     function hasSubmitted(address client, uint256 round) external view returns (bool) {
         Progress memory progress = _unpack(_progress[client]);
-        return progress.round == round && progress.done == numSegments;
+        return progress.round == round && (progress.relayed || progress.done == _config.numSegments);
+    }
+
+    /// @notice The commitment `client` made in `round` (zero: none).
+    function commitments(uint256 round, address client) external view returns (bytes32) {
+        Commitment memory held = _commitments[client];
+        return held.round == round ? held.digest : bytes32(0);
+    }
+
+    /// @notice The commitment a client makes in CommitReveal mode.
+    /// @param vectorHash The hash chain of the update's segments (`h = keccak256(h || keccak256(
+    /// segment words))` from `h = 0`), as for `modelHash`.
+    /// @return keccak256 of (chain id, this contract, round, client, sample count, salt, vectorHash).
+    function commitmentOf(uint256 round, address client, uint256 sampleCount, bytes32 salt, bytes32 vectorHash)
+        external
+        view
+        returns (bytes32)
+    {
+        return _commitmentOf(round, client, sampleCount, salt, vectorHash);
+    }
+
+    /// @notice The EIP-712 digest a client signs for a relayed update (type `Update(uint256
+    /// round,uint256 segments,uint256 sampleCount,bytes32 wordsHash)`, domain `eip712Domain`).
+    /// @param segments The model's number of segments (`numSegments`).
+    /// @param wordsHash The hash chain of the update's segments (as for `modelHash`).
+    function updateDigest(uint256 round, uint256 segments, uint256 sampleCount, bytes32 wordsHash)
+        external
+        view
+        returns (bytes32)
+    {
+        return _updateDigest(round, segments, sampleCount, wordsHash, _domainSeparator());
+    }
+
+    /// @inheritdoc IERC5267
+    function eip712Domain()
+        external
+        view
+        returns (
+            bytes1 fields,
+            string memory name,
+            string memory version,
+            uint256 chainId,
+            address verifyingContract,
+            bytes32 salt,
+            uint256[] memory extensions
+        )
+    {
+        return (hex"0f", "FLCoordinator", "2", block.chainid, address(this), bytes32(0), new uint256[](0));
+    }
+
+    /// @notice The secure-aggregation cohort: members in registration order and their keys.
+    function cohort() external view returns (address[] memory accounts, bytes32[] memory keys) {
+        accounts = _cohort;
+        keys = new bytes32[](accounts.length);
+        for (uint256 i = 0; i < accounts.length; ++i) {
+            keys[i] = _publicKeys[accounts[i]];
+        }
+    }
+
+    /// @notice The X25519 public key `client` registered for secure aggregation (zero: none).
+    function publicKeyOf(address client) external view returns (bytes32) {
+        return _publicKeys[client];
+    }
+
+    // ---------------------------------------------------------------- free reads: the model
+
+    /// @notice The global model in wire format (16 offset-binary lanes per word).
+    /// @return words The packed model.
+    function globalModel() external view returns (uint256[] memory words) {
+        words = new uint256[](_config.numWords);
+        uint256 segments = _config.numSegments;
+        for (uint256 segment = 0; segment < segments; ++segment) {
+            (uint256 first, uint256 count) = _segmentBounds(segment);
+            uint256 chunk = _readChunk(segment);
+            assembly ("memory-safe") {
+                mcopy(add(add(words, 0x20), shl(5, first)), chunk, shl(5, count))
+            }
+        }
+    }
+
+    /// @notice One segment of the global model in wire format.
+    /// @param segment The segment (`numSegments` of them).
+    /// @return words Its packed words.
+    function globalModelSegment(uint256 segment) external view returns (uint256[] memory words) {
+        if (segment >= _config.numSegments) revert CoordinatorWrongSegment(_config.numSegments - 1, segment);
+        (, uint256 count) = _segmentBounds(segment);
+        words = new uint256[](count);
+        uint256 chunk = _readChunk(segment);
+        assembly ("memory-safe") {
+            mcopy(add(words, 0x20), chunk, shl(5, count))
+        }
+    }
+
+    /// @notice The global model decoded to signed quantized weights (weight = q / scale).
+    /// @return weights One entry per model weight.
+    function globalModelWeights() external view returns (int256[] memory weights) {
+        weights = new int256[](_config.numWeights);
+        uint256 segments = _config.numSegments;
+        for (uint256 segment = 0; segment < segments; ++segment) {
+            (uint256 first, uint256 count) = _segmentBounds(segment);
+            uint256 chunk = _readChunk(segment);
+            for (uint256 j = 0; j < count; ++j) {
+                uint256 word;
+                assembly ("memory-safe") {
+                    word := mload(add(chunk, shl(5, j)))
+                }
+                for (uint256 lane = 0; lane < 16 && (first + j) * 16 + lane < weights.length; ++lane) {
+                    weights[(first + j) * 16 + lane] = word.signedLane(lane);
+                }
+            }
+        }
+    }
+
+    /// @notice Closed rounds so far; the initial model is version 0.
+    function modelVersion() external view returns (uint256) {
+        return _modelVersion;
+    }
+
+    /// @notice The hash chain of the global model's segments: `h = keccak256(h || keccak256(words
+    /// of segment s))` for s = 0, 1, .. from `h = 0`.
+    function modelHash() external view returns (bytes32) {
+        return _modelHash;
+    }
+
+    /// @notice The SSTORE2 contract holding segment `segment` of the global model.
+    function modelChunk(uint256 segment) external view returns (address) {
+        return _chunks[segment * 2 + _currentSet];
+    }
+
+    // ---------------------------------------------------------------- free reads: money
+
+    /// @notice Wei credited to `account` and not yet withdrawn.
+    function credit(address account) external view returns (uint256) {
+        return _credits[account];
+    }
+
+    /// @notice Wei ever paid into the reward pool (funding and forfeited bonds).
+    function totalFunded() external view returns (uint256) {
+        return _totalFunded;
+    }
+
+    /// @notice Wei ever credited from the pool (rewards and fees).
+    function totalCredited() external view returns (uint256) {
+        return _totalCredited;
+    }
+
+    /// @notice Wei ever withdrawn by clients.
+    function totalWithdrawn() external view returns (uint256) {
+        return _totalWithdrawn;
+    }
+
+    /// @notice CommitReveal: bonds held for the open round, and bonds ever returned.
+    function bonds() external view returns (uint256 held, uint256 returned) {
+        return (_bondsHeld, _bondsReturned);
+    }
+
+    /// @notice Wei in the pool not yet credited to anyone.
+    function availableRewards() external view returns (uint256) {
+        return uint256(_totalFunded) - uint256(_totalCredited);
     }
 
     /// @notice The reward tiers.
@@ -686,17 +598,277 @@ contract FLCoordinator {
         return (_tierThresholds, _tierRewards);
     }
 
-    /// @notice Wei in the pool not yet credited to anyone.
-    function availableRewards() public view returns (uint256) {
-        return uint256(totalFunded) - uint256(totalCredited);
+    // ---------------------------------------------------------------- free reads: settings
+
+    /// @notice The account that loads the initial model and manages the allowlist.
+    function owner() external view returns (address) {
+        return _owner;
+    }
+
+    /// @notice Whether `account` may take part in `round` (always true with the allowlist off).
+    function isEligible(address account, uint256 round) external view returns (bool) {
+        return _eligible(account, round);
+    }
+
+    /// @notice Whether `account` may take part in the open round (round 1 while in Setup).
+    function allowed(address account) external view returns (bool) {
+        uint256 round = _round.number;
+        return _eligible(account, round == 0 ? 1 : round);
+    }
+
+    /// @notice The units the coordinator delegates its submission paths to.
+    function units() external view returns (Units memory) {
+        return Units(_directUnit, _relayUnit, _closingUnit, _commitRevealUnit, _secureAggregationUnit);
+    }
+
+    /// @notice Length of the model vector.
+    function numWeights() external view returns (uint256) {
+        return _config.numWeights;
+    }
+
+    /// @notice Words of 16 lanes that hold the model.
+    function numWords() external view returns (uint256) {
+        return _config.numWords;
+    }
+
+    /// @notice Words per segment (the last segment may be shorter).
+    function wordsPerSegment() external view returns (uint256) {
+        return _config.wordsPerSegment;
+    }
+
+    /// @notice Segments of the model: a close handles one.
+    function numSegments() external view returns (uint256) {
+        return _config.numSegments;
+    }
+
+    /// @notice Fixed-point scale: weight = q / scale.
+    function scale() external view returns (uint256) {
+        return _config.scale;
+    }
+
+    /// @notice Largest |q| a submission may carry.
+    function maxAbsWeight() external view returns (uint256) {
+        return _config.maxAbsWeight;
+    }
+
+    /// @notice Counted submissions that let a round close before its deadline.
+    function targetSubmissions() external view returns (uint256) {
+        return _config.targetSubmissions;
+    }
+
+    /// @notice Counted submissions a round needs to close after its deadline.
+    function minSubmissions() external view returns (uint256) {
+        return _config.minSubmissions;
+    }
+
+    /// @notice Seconds from a round's opening to its deadline.
+    function roundDuration() external view returns (uint256) {
+        return _config.roundDuration;
+    }
+
+    /// @notice CommitReveal: seconds for reveals once commits closed.
+    function revealDuration() external view returns (uint256) {
+        return _config.revealDuration;
+    }
+
+    /// @notice Seconds after a deadline (or a first close) reserved for relayers; after it a
+    /// round that nobody started closing can be ended.
+    function closeWindow() external view returns (uint256) {
+        return _config.closeWindow;
+    }
+
+    /// @notice Wei credited to whoever closes a segment.
+    function closeFee() external view returns (uint256) {
+        return _config.closeFee;
+    }
+
+    /// @notice Wei credited per relayed update a close carries.
+    function relayFee() external view returns (uint256) {
+        return _config.relayFee;
+    }
+
+    /// @notice CommitReveal: wei a commitment locks.
+    function commitBond() external view returns (uint256) {
+        return _config.commitBond;
+    }
+
+    /// @notice Plain mean or sample-weighted FedAvg.
+    function aggregation() external view returns (Aggregation) {
+        return _config.aggregation;
+    }
+
+    /// @notice L1 or squared L2 distance.
+    function distance() external view returns (Distance) {
+        return _config.distance;
+    }
+
+    /// @notice How clients hand in their weights.
+    function mode() external view returns (Mode) {
+        return _config.mode;
+    }
+
+    /// @notice Largest sample count a client may declare.
+    function maxSampleCount() external view returns (uint256) {
+        return _config.maxSampleCount;
+    }
+
+    /// @notice Whether only allowlisted accounts may take part.
+    function allowlistEnabled() external view returns (bool) {
+        return _config.allowlistEnabled;
+    }
+
+    /// @notice Free-rider guard: a distance below this earns nothing.
+    function minRewardDistance() external view returns (uint256) {
+        return _config.minRewardDistance;
+    }
+
+    /// @notice Poisoning bound: a distance above this earns nothing and is not averaged.
+    function maxCountedDistance() external view returns (uint256) {
+        return _config.maxCountedDistance;
+    }
+
+    /// @notice Direction guard, in basis points. Each close stores which way it moved every
+    /// weight. A later update's L1 distance splits into `along` (weights it moves the same way)
+    /// and `against` (the other way); weights the last step left alone count in neither. Its
+    /// alignment is `(along - against) / (along + against)`, from -1 (a sign-flipped step) to +1.
+    /// Below `minAlignment / 10000`, the update earns nothing and is left out of the average.
+    /// Round 1 has no step yet, so every update passes; -10000 turns the guard off.
+    function minAlignment() external view returns (int256) {
+        return _config.minAlignment;
+    }
+
+    /// @notice SecureAggregation: bits per lane of the masked sums (16, 32, 64 or 128).
+    function laneBits() external view returns (uint256) {
+        return _config.laneBits;
+    }
+
+    /// @notice SecureAggregation: sum words per model word (laneBits / 16).
+    function sumWordsPerWord() external view returns (uint256) {
+        return _config.laneBits / 16;
+    }
+
+    /// @notice Bits per lane of a close's in-memory sums (32, 64 or 128).
+    function accumulatorBits() external view returns (uint256) {
+        return _config.accBits;
     }
 
     // ---------------------------------------------------------------- internal
 
+    /// Runs the calling function in `unit` on this contract's storage and returns what it returns.
+    function _delegate(address unit) private {
+        assembly ("memory-safe") {
+            let pointer := mload(0x40)
+            calldatacopy(pointer, 0, calldatasize())
+            let ok := delegatecall(gas(), unit, pointer, calldatasize(), 0, 0)
+            returndatacopy(pointer, 0, returndatasize())
+            if iszero(ok) { revert(pointer, returndatasize()) }
+            return(pointer, returndatasize())
+        }
+    }
+
+    function _requireTime(RoundState memory state, uint256 opensAt, uint256 count) private view {
+        if (block.timestamp < opensAt) {
+            revert CoordinatorNotClosable(
+                state.number, count, _config.targetSubmissions, _config.minSubmissions, opensAt
+            );
+        }
+    }
+
+    function _fund() private {
+        if (msg.value == 0) revert CoordinatorZeroFunding();
+        _totalFunded += uint128(msg.value);
+        emit PoolFunded(msg.sender, msg.value);
+    }
+
+    function _beforeLoad(uint256 firstSegment) private view {
+        if (_round.phase != Phase.Setup || _round.number != 0) revert CoordinatorWrongPhase(_round.phase);
+        if (firstSegment != _loadedSegments) revert CoordinatorWrongSegment(_loadedSegments, firstSegment);
+    }
+
+    function _afterLoad(uint256 firstSegment, uint256 endSegment) private {
+        _loadedSegments = endSegment;
+        emit InitialModelLoaded(firstSegment, endSegment - firstSegment);
+        if (endSegment == _config.numSegments) {
+            _modelHash = _pendingHash;
+            _pendingHash = bytes32(0);
+            _open(1);
+        }
+    }
+
+    /// Writes segment `segment` of the initial model (with empty direction entries when the guard
+    /// is on: there is no step yet) and chains its hash.
+    function _storeInitialSegment(uint256 segment, uint256[] memory chunk, uint256 count) private {
+        uint256 pointer;
+        assembly ("memory-safe") {
+            pointer := add(chunk, 0x20)
+        }
+        uint256 directions = 0;
+        if (_directionGuard()) {
+            uint256[] memory none = new uint256[]((count + 7) / 8);
+            assembly ("memory-safe") {
+                directions := add(none, 0x20)
+            }
+        }
+        bytes32 wordsHash = _writeChunk(segment, _currentSet, pointer, count, directions);
+        _pendingHash = _chainHash(_pendingHash, wordsHash);
+    }
+
+    /// Smallest accumulator lane (32, 64, 128 bits) that holds `maxWeightSum * 2**16`.
+    function _accumulatorBits(uint256 maxWeightSum) private pure returns (uint256 bits) {
+        bits = 32;
+        while (bits < 128 && (maxWeightSum << 16) >= (uint256(1) << bits)) {
+            bits *= 2;
+        }
+    }
+
+    /// SecureAggregation: smallest lane that holds the largest possible signed sum and one
+    /// offset-binary value times the largest weight (so that a masked word cannot spill).
+    function _maskedLaneBits(uint256 target, uint256 maxWeight, uint256 maxAbs) private pure returns (uint256 bits) {
+        uint256 sumBound = target * maxWeight * maxAbs;
+        bits = 16;
+        while (bits < 128 && (sumBound >= (uint256(1) << (bits - 1)) || (maxWeight << 16) > (uint256(1) << bits))) {
+            bits *= 2;
+        }
+    }
+
+    /// Refuses a configuration whose transactions cannot reach a block: a close (the largest: a
+    /// full round of relayed updates) above `MAX_CALLDATA_BYTES` or the gas cap, or a segment
+    /// larger than an SSTORE2 chunk.
+    function _checkTransactionLimits(Parameters memory p, uint256 perSegment, uint256 accWords) private pure {
+        uint256 dirWords = p.minAlignment > ALIGNMENT_OFF ? (perSegment + 7) / 8 : 0;
+        if (perSegment + dirWords > MAX_CHUNK_WORDS) {
+            revert CoordinatorExceedsTransactionLimit("chunkWords", perSegment + dirWords, MAX_CHUNK_WORDS);
+        }
+        uint256 target = p.targetSubmissions;
+        if (p.mode == Mode.SecureAggregation) {
+            uint256 maskedBytes = 4 + 32 * 4 + PackedVectors.wordsFor(p.numWeights) * 32
+                * (_maskedLaneBits(target, p.aggregation == Aggregation.Mean ? 1 : p.maxSampleCount, p.maxAbsWeight) / 16);
+            if (maskedBytes > MAX_CALLDATA_BYTES) {
+                revert CoordinatorExceedsTransactionLimit("submitMaskedBytes", maskedBytes, MAX_CALLDATA_BYTES);
+            }
+            return;
+        }
+        uint256 closeBytes = CLOSE_HEAD_BYTES + target * (perSegment * 32 + 32);
+        if (closeBytes > MAX_CALLDATA_BYTES) {
+            revert CoordinatorExceedsTransactionLimit("closeSegmentBytes", closeBytes, MAX_CALLDATA_BYTES);
+        }
+        uint256 chunkBytes = (perSegment + dirWords) * 32;
+        uint256 memoryWords = closeBytes / 32 + perSegment * (accWords + 4) + dirWords + 64;
+        uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + perSegment * CLOSE_UPDATE_WORD_GAS)
+            + target * perSegment * accWords * CLOSE_ACC_WORD_GAS + perSegment * CLOSE_WORD_GAS + 32_000
+            + chunkBytes * CODE_DEPOSIT_GAS + 3 * memoryWords + memoryWords * memoryWords / 512;
+        uint256 standard = 21_000 + 16 * closeBytes + execution;
+        uint256 floor = 21_000 + 40 * closeBytes;
+        uint256 gas = standard > floor ? standard : floor;
+        if (gas > p.txGasCap) revert CoordinatorExceedsTransactionLimit("closeSegmentGas", gas, p.txGasCap);
+    }
+
     function _validate(Parameters memory p) private pure {
         if (p.numWeights == 0 || p.numWeights > MAX_WEIGHTS) revert CoordinatorInvalidParameter("numWeights", p.numWeights);
-        if (p.scale == 0) revert CoordinatorInvalidParameter("scale", p.scale);
-        if (p.maxAbsWeight == 0 || p.maxAbsWeight >= PackedVectors.OFFSET) {
+        if (p.scale == 0 || p.scale > type(uint64).max) revert CoordinatorInvalidParameter("scale", p.scale);
+        // Below 2**14, so that 2 * maxAbsWeight fits fifteen bits: range checks and distances
+        // then run on all sixteen lanes of a word at once (`PackedVectors.measureL1`).
+        if (p.maxAbsWeight == 0 || p.maxAbsWeight >= 1 << 14) {
             revert CoordinatorInvalidParameter("maxAbsWeight", p.maxAbsWeight);
         }
         if (p.targetSubmissions == 0 || p.targetSubmissions > type(uint32).max) {
@@ -705,7 +877,7 @@ contract FLCoordinator {
         if (p.minSubmissions == 0 || p.minSubmissions > p.targetSubmissions) {
             revert CoordinatorInvalidParameter("minSubmissions", p.minSubmissions);
         }
-        if (p.roundDuration == 0 || p.roundDuration > 365 days) {
+        if (p.roundDuration == 0 || p.roundDuration > MAX_DURATION) {
             revert CoordinatorInvalidParameter("roundDuration", p.roundDuration);
         }
         if (p.maxSampleCount == 0 || p.maxSampleCount > type(uint32).max) {
@@ -723,15 +895,29 @@ contract FLCoordinator {
                 revert CoordinatorInvalidParameter("tierRewards", i);
             }
         }
-        if (p.maxCountedDistance != 0 && p.maxCountedDistance < p.minRewardDistance) {
-            revert CoordinatorInvalidParameter("maxCountedDistance", p.maxCountedDistance);
+        if (p.minRewardDistance > type(uint128).max) {
+            revert CoordinatorInvalidParameter("minRewardDistance", p.minRewardDistance);
         }
-        if (p.mode == Mode.CommitReveal && (p.revealDuration == 0 || p.revealDuration > 365 days)) {
-            revert CoordinatorInvalidParameter("revealDuration", p.revealDuration);
+        if (
+            p.maxCountedDistance > type(uint128).max
+                || (p.maxCountedDistance != 0 && p.maxCountedDistance < p.minRewardDistance)
+        ) revert CoordinatorInvalidParameter("maxCountedDistance", p.maxCountedDistance);
+        if (p.mode == Mode.CommitReveal) {
+            if (p.revealDuration == 0 || p.revealDuration > MAX_DURATION) {
+                revert CoordinatorInvalidParameter("revealDuration", p.revealDuration);
+            }
+            if (p.commitBond == 0 || p.commitBond > type(uint128).max) {
+                revert CoordinatorInvalidParameter("commitBond", p.commitBond);
+            }
         }
         if (p.minAlignment < ALIGNMENT_OFF || p.minAlignment > 10_000) {
             revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
         }
+        if (p.closeWindow == 0 || p.closeWindow > MAX_DURATION) {
+            revert CoordinatorInvalidParameter("closeWindow", p.closeWindow);
+        }
+        if (p.closeFee > type(uint128).max) revert CoordinatorInvalidParameter("closeFee", p.closeFee);
+        if (p.relayFee > type(uint128).max) revert CoordinatorInvalidParameter("relayFee", p.relayFee);
         if (p.mode == Mode.SecureAggregation) {
             // Masks cancel only in the sum of the whole cohort; masked words carry no distance.
             if (p.minSubmissions != p.targetSubmissions) {
@@ -744,403 +930,6 @@ contract FLCoordinator {
                 revert CoordinatorInvalidParameter("distanceBounds", 0);
             }
             if (p.minAlignment != ALIGNMENT_OFF) revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
-        }
-    }
-
-    function _beforeLoad(uint256 firstWord, uint256 count) private view {
-        if (_round.phase != Phase.Setup) revert CoordinatorWrongPhase(_round.phase);
-        if (firstWord != _loadedWords) revert CoordinatorWrongSegment(_loadedWords, firstWord);
-        if (count == 0 || firstWord + count > numWords) {
-            revert CoordinatorWrongLength(numWords - firstWord, count);
-        }
-    }
-
-    function _afterLoad(uint256 firstWord, uint256 count) private {
-        _loadedWords = firstWord + count;
-        emit InitialModelLoaded(firstWord, count);
-        if (_loadedWords == numWords) {
-            modelHash = _hash(_modelWords());
-            _open(1);
-        }
-    }
-
-    function _storeInitialWord(uint256 word, uint256 value) private {
-        _store(MODEL_BASE + word, value);
-        uint256 first = word * _sumWordsPerWord;
-        for (uint256 k = 0; k < _sumWordsPerWord; ++k) {
-            _store(SUM_BASE + first + k, _sumStart);
-        }
-    }
-
-    function _open(uint256 number) private {
-        uint256 deadline = block.timestamp + roundDuration;
-        _round = RoundState({
-            number: uint64(number),
-            deadline: uint64(deadline),
-            started: 0,
-            completed: 0,
-            commits: 0,
-            phase: mode == Mode.CommitReveal ? Phase.Commit : Phase.Open
-        });
-        emit RoundOpened(number, deadline);
-    }
-
-    function _checkRound(RoundState memory state, uint256 round, Phase phase) private view {
-        if (state.phase != phase) revert CoordinatorWrongPhase(state.phase);
-        if (round != state.number) revert CoordinatorWrongRound(round, state.number);
-        if (allowlistEnabled && !allowed[msg.sender]) revert CoordinatorNotEligible(msg.sender);
-    }
-
-    function _startReveal(RoundState memory state) private {
-        state.phase = Phase.Reveal;
-        state.deadline = uint64(block.timestamp + revealDuration);
-        emit RevealOpened(state.number, state.deadline);
-    }
-
-    function _extend(RoundState memory state) private {
-        state.deadline = uint64(block.timestamp + roundDuration);
-        emit RoundExtended(state.number, state.deadline);
-    }
-
-    /// Takes segment `segment` of the caller's vector: checks, measures, adds it to the round sums
-    /// (unless beyond `maxCountedDistance`) and, on the last segment, credits the reward.
-    function _accept(
-        RoundState memory state,
-        uint256 round,
-        uint256 sampleCount,
-        uint256 segment,
-        uint256[] calldata words
-    ) private {
-        if (sampleCount == 0 || sampleCount > maxSampleCount) {
-            revert CoordinatorInvalidSampleCount(sampleCount, maxSampleCount);
-        }
-        Progress memory progress = _unpack(_progress[msg.sender]);
-        if (progress.round == round) {
-            if (progress.done == numSegments) revert CoordinatorAlreadySubmitted(round, msg.sender);
-            if (sampleCount != progress.sampleCount) {
-                revert CoordinatorSampleCountChanged(progress.sampleCount, sampleCount);
-            }
-        } else {
-            if (state.started >= targetSubmissions) revert CoordinatorRoundFull(round, state.started);
-            ++state.started;
-            progress = Progress(round, 0, sampleCount, false, 0, 0, 0);
-        }
-        if (segment != progress.done) revert CoordinatorWrongSegment(progress.done, segment);
-
-        uint256 firstWord = segment * wordsPerSegment;
-        uint256 remaining = numWords - firstWord;
-        uint256 expected = remaining < wordsPerSegment ? remaining : wordsPerSegment;
-        if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);
-
-        _measure(firstWord, words, progress);
-        // A loop of its own, so that the guard costs nothing while it is off.
-        if (_directionGuard()) _split(firstWord, words, progress);
-        // Once a segment is left out, so is the rest of the vector (and it earns nothing).
-        progress.leftOut = progress.leftOut || progress.distance > maxCountedDistance
-            || !_aligned(progress.along, progress.against);
-        bool counted = !progress.leftOut;
-        if (counted) _accumulate(round, segment, words, aggregation == Aggregation.Mean ? 1 : sampleCount);
-        ++progress.done;
-        _progress[msg.sender] = _pack(progress);
-
-        if (numSegments > 1) emit SegmentAccepted(round, msg.sender, segment, counted);
-        if (progress.done == numSegments) {
-            ++state.completed;
-            (uint8 tier, uint256 reward) = counted ? _reward(progress.distance) : (NO_TIER, 0);
-            emit SubmissionAccepted(
-                round, msg.sender, sampleCount, progress.distance, progress.along, progress.against, tier, reward, counted
-            );
-        }
-    }
-
-    /// Whether an update that moved `along` quanta the way of the last global step and `against`
-    /// quanta the other way passes the direction guard: `along - against >= minAlignment / 10000
-    /// * (along + against)`. Both are below 2**41, so the products cannot overflow.
-    function _aligned(uint256 along, uint256 against) private view returns (bool) {
-        return (int256(along) - int256(against)) * 10_000 >= minAlignment * int256(along + against);
-    }
-
-    /// Whether the direction guard is on (at -10000 every update would pass it).
-    function _directionGuard() private view returns (bool) {
-        return minAlignment > ALIGNMENT_OFF;
-    }
-
-    // A client's progress in its latest round, unpacked from its `_progress` slot.
-    struct Progress {
-        uint256 round;
-        uint256 done; // segments sent
-        uint256 sampleCount;
-        bool leftOut; // a segment failed the distance bound or the direction guard
-        uint256 distance; // so far
-        uint256 along; // so far
-        uint256 against; // so far
-    }
-
-    // Widths: round 40 bits (2**40 rounds cannot be reached), segments 24 (numWords <= 2**20),
-    // sample count 32, flag 1, distance 63 (squared L2 < 2**24 * 2**32), along and against 48
-    // each (L1 < 2**24 * 2**16).
-    function _unpack(uint256 packed) private pure returns (Progress memory) {
-        return Progress(
-            packed >> 216,
-            (packed >> 192) & type(uint24).max,
-            (packed >> 160) & type(uint32).max,
-            (packed >> 159) & 1 == 1,
-            (packed >> 96) & (type(uint64).max >> 1),
-            (packed >> 48) & type(uint48).max,
-            packed & type(uint48).max
-        );
-    }
-
-    function _pack(Progress memory p) private pure returns (uint256) {
-        return (p.round << 216) | (p.done << 192) | (p.sampleCount << 160) | (uint256(p.leftOut ? 1 : 0) << 159)
-            | (p.distance << 96) | (p.along << 48) | p.against;
-    }
-
-    function _addSegmentWeight(uint256 round, uint256 segment, uint256 weight) private {
-        uint256 segmentWeight = _segmentWeight[segment];
-        uint256 sum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
-        _segmentWeight[segment] = (round << 128) | (sum + weight);
-    }
-
-    /// Adds the distance of `words` from the global model at `firstWord`, and (direction guard
-    /// on) its L1 split along and against the last global step, to `progress`; reverts on a
-    /// weight out of range.
-    function _measure(uint256 firstWord, uint256[] calldata words, Progress memory progress) private view {
-        uint256 total = 0;
-        bool squared = distance == Distance.SquaredL2;
-        uint256 lows = _lows;
-        uint256 highs = _highs;
-        uint256 slot = MODEL_BASE + firstWord;
-        for (uint256 i = 0; i < words.length; ++i) {
-            uint256 word = words[i];
-            if (!word.inRange(lows, highs)) _revertOutOfRange(firstWord + i, word);
-            uint256 model = _load(slot + i);
-            total += squared ? model.squaredL2Distance(word) : model.l1Distance(word);
-        }
-        if (firstWord + words.length == numWords) _checkPadding(words[words.length - 1]);
-        progress.distance += total;
-    }
-
-    /// Adds the L1 distance of `words` from the model at `firstWord`, along and against the last
-    /// step, to `progress`.
-    function _split(uint256 firstWord, uint256[] calldata words, Progress memory progress) private view {
-        uint256 along = 0;
-        uint256 against = 0;
-        uint256 entries = 0;
-        uint256 end = firstWord + words.length;
-        // unchecked: j < numWords <= 2**20, and each word adds below 2**21 to along and against
-        unchecked {
-            for (uint256 j = firstWord; j < end; ++j) {
-                if (j == firstWord || j & 7 == 0) entries = _load(DIRECTION_BASE + (j >> 3));
-                (uint256 a, uint256 b) = _load(MODEL_BASE + j).directionalL1(
-                    words[j - firstWord], (entries >> ((j & 7) << 5)) & 0xFFFFFFFF
-                );
-                along += a;
-                against += b;
-            }
-        }
-        progress.along += along;
-        progress.against += against;
-    }
-
-    /// Adds segment `segment` (`words`) times `weight` into the round sums, lane-parallel.
-    function _accumulate(uint256 round, uint256 segment, uint256[] calldata words, uint256 weight) private {
-        _addSegmentWeight(round, segment, weight);
-        uint256 perWord = _sumWordsPerWord;
-        uint256 mask = _spreadMask;
-        uint256 highBits = _sumHighBits;
-        uint256 slot = SUM_BASE + segment * wordsPerSegment * perWord;
-        for (uint256 i = 0; i < words.length; ++i) {
-            uint256 word = words[i];
-            for (uint256 k = 0; k < perWord; ++k) {
-                _store(slot, _load(slot).addLanes(word.spread(k, weight, mask), highBits));
-                unchecked {
-                    ++slot;
-                }
-            }
-        }
-    }
-
-    /// Computes and stores the new global model, then opens the next round.
-    function _close(RoundState memory state) private {
-        uint256 round = state.number;
-        bool guard = _directionGuard();
-        uint256[] memory before = guard ? _modelWords() : new uint256[](0);
-        uint256[] memory model = new uint256[](numWords);
-        for (uint256 segment = 0; segment < numSegments; ++segment) {
-            (uint256 first, uint256 end, uint256 weightSum) = _segmentOf(segment, round);
-            for (uint256 j = first; j < end; ++j) {
-                model[j] = weightSum == 0 ? _load(MODEL_BASE + j) : _averageWord(j, weightSum);
-            }
-        }
-        if (guard) _storeDirection(before, model, round);
-        modelHash = _hash(model);
-        uint256 version = modelVersion + 1;
-        modelVersion = version;
-        emit RoundClosed(round, version, modelHash, state.completed);
-        _open(round + 1);
-    }
-
-    /// Words `first .. end - 1` of segment `segment`, and the weight its round-`round` sums hold.
-    function _segmentOf(uint256 segment, uint256 round)
-        private
-        view
-        returns (uint256 first, uint256 end, uint256 weightSum)
-    {
-        first = segment * wordsPerSegment;
-        end = first + wordsPerSegment < numWords ? first + wordsPerSegment : numWords;
-        uint256 segmentWeight = _segmentWeight[segment];
-        weightSum = segmentWeight >> 128 == round ? uint128(segmentWeight) : 0;
-    }
-
-    /// Stores which way the round moved every weight, eight words' entries per slot. A segment
-    /// nobody counted keeps the direction of the last step that moved it.
-    function _storeDirection(uint256[] memory before, uint256[] memory model, uint256 round) private {
-        uint256 entries = 0; // new entries of the words j & ~7 .. j
-        uint256 keep = 0; // the bits of those entries that stay as stored
-        for (uint256 segment = 0; segment < numSegments; ++segment) {
-            (uint256 first, uint256 end, uint256 weightSum) = _segmentOf(segment, round);
-            for (uint256 j = first; j < end; ++j) {
-                uint256 shift = (j & 7) << 5;
-                if (weightSum == 0) keep |= uint256(0xFFFFFFFF) << shift;
-                else entries |= before[j].stepSigns(model[j]) << shift;
-                if (j & 7 == 7 || j == numWords - 1) {
-                    uint256 slot = DIRECTION_BASE + (j >> 3);
-                    if (keep != 0) entries |= _load(slot) & keep;
-                    _store(slot, entries);
-                    (entries, keep) = (0, 0);
-                }
-            }
-        }
-    }
-
-    function _modelWords() private view returns (uint256[] memory words) {
-        words = new uint256[](numWords);
-        for (uint256 j = 0; j < words.length; ++j) {
-            words[j] = _load(MODEL_BASE + j);
-        }
-    }
-
-    /// Ends the round without a new model: resets the sums it added to, opens the next round.
-    function _abandon(RoundState memory state) private {
-        uint256 round = state.number;
-        uint256 perWord = _sumWordsPerWord;
-        uint256 start = _sumStart;
-        for (uint256 segment = 0; segment < numSegments; ++segment) {
-            uint256 segmentWeight = _segmentWeight[segment];
-            if (segmentWeight >> 128 != round || uint128(segmentWeight) == 0) continue;
-            uint256 first = segment * wordsPerSegment * perWord;
-            uint256 end = (segment + 1) * wordsPerSegment < numWords ? (segment + 1) * wordsPerSegment : numWords;
-            for (uint256 slot = SUM_BASE + first; slot < SUM_BASE + end * perWord; ++slot) {
-                _store(slot, start);
-            }
-        }
-        emit RoundAbandoned(round, state.completed);
-        _open(round + 1);
-    }
-
-    /// Averages the sums behind model word `j`, resets them, stores and returns the new word.
-    /// @dev Per lane: the signed sum is `(lane - 1 - OFFSET * weightSum) mod 2**bits` read as two's
-    /// complement (`PackedVectors.signedSum`), divided with `PackedVectors.roundedDiv`'s rule
-    /// (nearest, ties away from zero) and written back in offset binary. Inlined in assembly
-    /// because it runs once per weight per round; the reference in `PackedVectors` is the spec
-    /// that the tests hold this to.
-    function _averageWord(uint256 j, uint256 weightSum) private returns (uint256 word) {
-        uint256 perWord = _sumWordsPerWord;
-        uint256 lanes = _lanesPerSumWord;
-        uint256 bits = laneBits;
-        uint256 start = _sumStart;
-        uint256 slot = SUM_BASE + j * perWord;
-        // What every lane started with plus the offsets that the encoding added.
-        uint256 bias = 1 + PackedVectors.OFFSET * weightSum;
-        for (uint256 k = 0; k < perWord; ++k) {
-            uint256 sums = _load(slot + k);
-            _store(slot + k, start);
-            assembly ("memory-safe") {
-                let modulus := shl(bits, 1) // bits <= 128
-                let mask := sub(modulus, 1)
-                let top := shr(1, modulus)
-                let half := shr(1, weightSum)
-                for { let t := 0 } lt(t, lanes) { t := add(t, 1) } {
-                    let value := and(sub(shr(mul(t, bits), sums), bias), mask)
-                    let mean := 0
-                    switch lt(value, top)
-                    case 1 { mean := add(0x8000, div(add(value, half), weightSum)) }
-                    default { mean := sub(0x8000, div(add(sub(modulus, value), half), weightSum)) }
-                    word := or(word, shl(shl(4, add(k, mul(perWord, t))), mean))
-                }
-            }
-        }
-        _store(MODEL_BASE + j, word);
-    }
-
-    function _reward(uint256 total) private returns (uint8 tier, uint256 reward) {
-        if (total < minRewardDistance) return (NO_TIER, 0);
-        uint256 tiers = _tierThresholds.length;
-        tier = NO_TIER;
-        for (uint256 i = 0; i < tiers; ++i) {
-            if (total <= _tierThresholds[i]) {
-                tier = uint8(i);
-                reward = _tierRewards[i];
-                break;
-            }
-        }
-        reward = _credit(reward);
-    }
-
-    /// Credits the caller `amount`, or what is left in the pool: a valid submission never reverts
-    /// for lack of funds.
-    function _credit(uint256 amount) private returns (uint256 credited) {
-        uint256 available = availableRewards();
-        credited = amount < available ? amount : available;
-        if (credited > 0) {
-            credit[msg.sender] += credited;
-            totalCredited += uint128(credited);
-        }
-    }
-
-    function _fund() private {
-        if (msg.value == 0) revert CoordinatorZeroFunding();
-        totalFunded += uint128(msg.value);
-        emit PoolFunded(msg.sender, msg.value);
-    }
-
-    function _checkRange(uint256 wordIndex, uint256 word) private view {
-        if (!word.inRange(_lows, _highs)) _revertOutOfRange(wordIndex, word);
-        if (wordIndex == numWords - 1) _checkPadding(word);
-    }
-
-    function _checkPadding(uint256 lastWord) private view {
-        for (uint256 lane = numWeights - (numWords - 1) * 16; lane < 16; ++lane) {
-            int256 value = lastWord.signedLane(lane);
-            if (value != 0) revert CoordinatorWeightOutOfRange((numWords - 1) * 16 + lane, value, 0);
-        }
-    }
-
-    function _revertOutOfRange(uint256 wordIndex, uint256 word) private view {
-        for (uint256 lane = 0; lane < 16; ++lane) {
-            int256 value = word.signedLane(lane);
-            if (value > int256(maxAbsWeight) || value < -int256(maxAbsWeight)) {
-                revert CoordinatorWeightOutOfRange(wordIndex * 16 + lane, value, maxAbsWeight);
-            }
-        }
-    }
-
-    function _hash(uint256[] memory words) private pure returns (bytes32 digest) {
-        assembly ("memory-safe") {
-            digest := keccak256(add(words, 0x20), shl(5, mload(words)))
-        }
-    }
-
-    function _load(uint256 slot) private view returns (uint256 value) {
-        assembly ("memory-safe") {
-            value := sload(slot)
-        }
-    }
-
-    function _store(uint256 slot, uint256 value) private {
-        assembly ("memory-safe") {
-            sstore(slot, value)
         }
     }
 }

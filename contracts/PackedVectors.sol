@@ -210,6 +210,248 @@ library PackedVectors {
         }
     }
 
+    // ---------------------------------------------------------------- kernels of the round pipeline
+    // The loops below run once per word per client: written in assembly (via-IR re-reads
+    // calldata inside Solidity loops), each against the reference functions above, which the
+    // tests hold them to.
+
+    // Masks over the 16 wire lanes: the top bit of each, the other fifteen, and 1 in each.
+    uint256 private constant TOP16 = 0x8000800080008000800080008000800080008000800080008000800080008000;
+    uint256 private constant LOW15 = 0x7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF7FFF;
+    uint256 private constant ONE16 = 0x0001000100010001000100010001000100010001000100010001000100010001;
+
+    /// @notice Every lane of `word` shifted from offset binary to `q + maxAbs`, lane-parallel:
+    /// `z = (u + 32768 + maxAbs) mod 2**16` (a lane in range lands in `[0, 2 * maxAbs]`).
+    /// @param maxAbs16 `maxAbs` in every 16-bit lane (`maxAbs < 2**14`).
+    /// @dev Hacker's Delight 2-18 (add without carries between lanes): the low fifteen bits add
+    /// with no carry out of the lane (`0x7FFF + maxAbs < 2**16`), and the top bit is the xor of
+    /// the top bits (`u`'s and the constant's, which is 1) and the carry into it.
+    function shifted(uint256 word, uint256 maxAbs16) internal pure returns (uint256) {
+        unchecked {
+            return ((word & LOW15) + maxAbs16) ^ (~word & TOP16);
+        }
+    }
+
+    /// @notice Checks the range of `count` wire words at calldata offset `data` and measures
+    /// their L1 distance from the model whose words, `shifted` by `maxAbs`, are at memory `model`.
+    /// @param maxAbs16 `maxAbs` in every 16-bit lane; @param spare16 `0x7FFF - 2 * maxAbs` in
+    /// every 16-bit lane (`maxAbs < 2**14`).
+    /// @return l1 The L1 distance (`l1Distance` summed over the words).
+    /// @return inRangeAll Whether every lane of every word lies in `[-maxAbs, maxAbs]`.
+    /// @dev All sixteen lanes at once. A lane of `z = shifted(w)` is in range exactly when its top
+    /// bit is clear and `(z & 0x7FFF) + spare` does not reach it (`z <= 2 * maxAbs`); the top bits
+    /// of every word are or-ed together and looked at once, after the loop. Between two in-range
+    /// lanes, `t = (zm | 0x8000) - z` stays within the lane (`|zm - z| < 2**15`): its top bit says
+    /// `zm >= z`, and `|zm - z|` is `t`'s low fifteen bits, or their negation where `zm < z`
+    /// (`(t ^ 0x7FFF) + 1`). The differences (below 2**15) add into eight 32-bit lanes, each
+    /// growing by less than 2**16 a word: `count` below 2**16 cannot overflow a lane; one
+    /// horizontal sum at the end (`l1Distance`'s trick). Out-of-range words give a meaningless
+    /// distance, and the caller reverts on `inRangeAll` first.
+    function measureL1(uint256 data, uint256 count, uint256 model, uint256 maxAbs16, uint256 spare16)
+        internal
+        pure
+        returns (uint256 l1, bool inRangeAll)
+    {
+        assembly ("memory-safe") {
+            let end := add(data, shl(5, count))
+            let acc := 0
+            let failed := 0
+            for {} lt(data, end) {
+                data := add(data, 0x20)
+                model := add(model, 0x20)
+            } {
+                let w := calldataload(data)
+                let z := xor(add(and(w, LOW15), maxAbs16), and(not(w), TOP16))
+                failed := or(failed, or(z, add(and(z, LOW15), spare16)))
+                let t := sub(or(mload(model), TOP16), z)
+                let below := xor(and(shr(15, t), ONE16), ONE16) // 1 where zm < z
+                let d := add(and(xor(t, mul(below, LOW15)), LOW15), below)
+                acc := add(acc, add(and(d, LOW16_OF_32), and(shr(16, d), LOW16_OF_32)))
+            }
+            l1 := shr(224, mul(acc, ONE_OF_32))
+            inRangeAll := iszero(and(failed, TOP16))
+        }
+    }
+
+    /// @notice Squared L2 distance of `count` wire words at calldata offset `data` from the words
+    /// at memory `model` (`squaredL2Distance` summed over the words).
+    function measureSquaredL2(uint256 data, uint256 count, uint256 model) internal pure returns (uint256 total) {
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 w;
+            uint256 m;
+            assembly ("memory-safe") {
+                w := calldataload(add(data, shl(5, i)))
+                m := mload(add(model, shl(5, i)))
+            }
+            total += squaredL2Distance(m, w);
+        }
+    }
+
+    /// @notice The rounded weighted mean of `n` updates, as `count` wire words written to memory
+    /// `out`: per lane `roundedDiv(sum(weight_e * q_e), weightSum) + OFFSET`, the update `e`
+    /// being `count` wire words at calldata offset `mload(sources + 64 e)` with weight
+    /// `mload(sources + 64 e + 32)`.
+    /// @param laneBits Width of the sum lanes (32, 64 or 128): it must hold `weightSum * 2**16`.
+    /// @param weightSum The sum of the weights, above 0.
+    /// @dev Sums the offset-binary values `u = q + 32768 >= 0` (so no lane wraps), word by word
+    /// over the updates, then rounds. With `h = weightSum / 2`, rounding to nearest with ties away
+    /// from zero is `floor((sum + h) / weightSum)` when the mean is not negative and `floor((sum +
+    /// h - t) / weightSum)` when it is, where `t` is 1 for an even `weightSum` (a tie then exists
+    /// and must go down) and 0 for an odd one (two loops, one per parity): one division a lane; the offset cancels
+    /// exactly (`OFFSET * weightSum / weightSum = OFFSET`). 32-bit lanes (the plain mean) sum the
+    /// even and the odd wire lanes in two words, whose lanes sit where the wire lanes go back; when
+    /// the weights sum to their count, each is 1 (weights are positive) and none is multiplied.
+    function averageOf(
+        uint256 sources,
+        uint256 n,
+        uint256 count,
+        uint256 laneBits,
+        uint256 weightSum,
+        uint256 out
+    ) internal pure {
+        assembly ("memory-safe") {
+            let bias := mul(OFFSET, weightSum)
+            let half := shr(1, weightSum)
+            let tie := iszero(and(weightSum, 1))
+            let sourcesEnd := add(sources, shl(6, n))
+            let end := add(out, shl(5, count))
+            switch laneBits
+            case 32 {
+                for { let offset := 0 } lt(out, end) {
+                    out := add(out, 0x20)
+                    offset := add(offset, 0x20)
+                } {
+                    let even := 0
+                    let odd := 0
+                    switch eq(weightSum, n)
+                    case 1 {
+                        // every weight is 1 (the plain mean)
+                        for { let e := sources } lt(e, sourcesEnd) { e := add(e, 0x40) } {
+                            let w := calldataload(add(mload(e), offset))
+                            even := add(even, and(w, LOW16_OF_32))
+                            odd := add(odd, and(shr(16, w), LOW16_OF_32))
+                        }
+                    }
+                    default {
+                        for { let e := sources } lt(e, sourcesEnd) { e := add(e, 0x40) } {
+                            let w := calldataload(add(mload(e), offset))
+                            let weight := mload(add(e, 0x20))
+                            even := add(even, mul(and(w, LOW16_OF_32), weight))
+                            odd := add(odd, mul(and(shr(16, w), LOW16_OF_32), weight))
+                        }
+                    }
+                    let word := 0
+                    switch tie
+                    case 0 {
+                        let s := and(even, 0xFFFFFFFF)
+                        word := div(add(s, half), weightSum)
+                        s := and(odd, 0xFFFFFFFF)
+                        word := or(word, shl(16, div(add(s, half), weightSum)))
+                        s := and(shr(32, even), 0xFFFFFFFF)
+                        word := or(word, shl(32, div(add(s, half), weightSum)))
+                        s := and(shr(32, odd), 0xFFFFFFFF)
+                        word := or(word, shl(48, div(add(s, half), weightSum)))
+                        s := and(shr(64, even), 0xFFFFFFFF)
+                        word := or(word, shl(64, div(add(s, half), weightSum)))
+                        s := and(shr(64, odd), 0xFFFFFFFF)
+                        word := or(word, shl(80, div(add(s, half), weightSum)))
+                        s := and(shr(96, even), 0xFFFFFFFF)
+                        word := or(word, shl(96, div(add(s, half), weightSum)))
+                        s := and(shr(96, odd), 0xFFFFFFFF)
+                        word := or(word, shl(112, div(add(s, half), weightSum)))
+                        s := and(shr(128, even), 0xFFFFFFFF)
+                        word := or(word, shl(128, div(add(s, half), weightSum)))
+                        s := and(shr(128, odd), 0xFFFFFFFF)
+                        word := or(word, shl(144, div(add(s, half), weightSum)))
+                        s := and(shr(160, even), 0xFFFFFFFF)
+                        word := or(word, shl(160, div(add(s, half), weightSum)))
+                        s := and(shr(160, odd), 0xFFFFFFFF)
+                        word := or(word, shl(176, div(add(s, half), weightSum)))
+                        s := and(shr(192, even), 0xFFFFFFFF)
+                        word := or(word, shl(192, div(add(s, half), weightSum)))
+                        s := and(shr(192, odd), 0xFFFFFFFF)
+                        word := or(word, shl(208, div(add(s, half), weightSum)))
+                        s := and(shr(224, even), 0xFFFFFFFF)
+                        word := or(word, shl(224, div(add(s, half), weightSum)))
+                        s := and(shr(224, odd), 0xFFFFFFFF)
+                        word := or(word, shl(240, div(add(s, half), weightSum)))
+                    }
+                    default {
+                        let s := and(even, 0xFFFFFFFF)
+                        word := div(sub(add(s, half), lt(s, bias)), weightSum)
+                        s := and(odd, 0xFFFFFFFF)
+                        word := or(word, shl(16, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(32, even), 0xFFFFFFFF)
+                        word := or(word, shl(32, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(32, odd), 0xFFFFFFFF)
+                        word := or(word, shl(48, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(64, even), 0xFFFFFFFF)
+                        word := or(word, shl(64, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(64, odd), 0xFFFFFFFF)
+                        word := or(word, shl(80, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(96, even), 0xFFFFFFFF)
+                        word := or(word, shl(96, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(96, odd), 0xFFFFFFFF)
+                        word := or(word, shl(112, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(128, even), 0xFFFFFFFF)
+                        word := or(word, shl(128, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(128, odd), 0xFFFFFFFF)
+                        word := or(word, shl(144, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(160, even), 0xFFFFFFFF)
+                        word := or(word, shl(160, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(160, odd), 0xFFFFFFFF)
+                        word := or(word, shl(176, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(192, even), 0xFFFFFFFF)
+                        word := or(word, shl(192, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(192, odd), 0xFFFFFFFF)
+                        word := or(word, shl(208, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(224, even), 0xFFFFFFFF)
+                        word := or(word, shl(224, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                        s := and(shr(224, odd), 0xFFFFFFFF)
+                        word := or(word, shl(240, div(sub(add(s, half), lt(s, bias)), weightSum)))
+                    }
+                    mstore(out, word)
+                }
+            }
+            default {
+                let perWord := shr(4, laneBits)
+                let lanes := div(256, laneBits)
+                let mask := sub(shl(laneBits, 1), 1)
+                let spreadMask := 0
+                for { let shift := 0 } lt(shift, 256) { shift := add(shift, laneBits) } {
+                    spreadMask := or(spreadMask, shl(shift, 0xFFFF))
+                }
+                let acc := mload(0x40) // scratch: perWord sum words
+                for { let offset := 0 } lt(out, end) {
+                    out := add(out, 0x20)
+                    offset := add(offset, 0x20)
+                } {
+                    for { let k := 0 } lt(k, perWord) { k := add(k, 1) } { mstore(add(acc, shl(5, k)), 0) }
+                    for { let e := sources } lt(e, sourcesEnd) { e := add(e, 0x40) } {
+                        let w := calldataload(add(mload(e), offset))
+                        let weight := mload(add(e, 0x20))
+                        for { let k := 0 } lt(k, perWord) { k := add(k, 1) } {
+                            let q := add(acc, shl(5, k))
+                            mstore(q, add(mload(q), mul(and(shr(shl(4, k), w), spreadMask), weight)))
+                        }
+                    }
+                    let word := 0
+                    for { let k := 0 } lt(k, perWord) { k := add(k, 1) } {
+                        let sums := mload(add(acc, shl(5, k)))
+                        let position := shl(4, k)
+                        for { let t := 0 } lt(t, lanes) { t := add(t, 1) } {
+                            let s := and(sums, mask)
+                            sums := shr(laneBits, sums)
+                            word := or(word, shl(position, div(sub(add(s, half), and(lt(s, bias), tie)), weightSum)))
+                            position := add(position, shl(4, perWord))
+                        }
+                    }
+                    mstore(out, word)
+                }
+            }
+        }
+    }
+
     /// @notice Rounds `sum / total` to the nearest integer, ties away from zero.
     /// @dev `total > 0`. |result| <= max |q| whenever |sum| <= total * max |q|.
     function roundedDiv(int256 sum, uint256 total) internal pure returns (int256) {

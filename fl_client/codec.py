@@ -121,9 +121,38 @@ def unpack(words: Sequence[int], num_weights: int) -> np.ndarray:
     return lanes[:num_weights]
 
 
-def model_hash(words: Sequence[int]) -> bytes:
-    """keccak256 of the packed words as the contract computes it (32-byte big-endian each)."""
+def words_hash(words: Sequence[int]) -> bytes:
+    """keccak256 of packed words as the contract computes it (32-byte big-endian each)."""
     return keccak(b"".join(int(word).to_bytes(WORD_BYTES, "big") for word in words))
+
+
+def split_segments(words: Sequence[int], words_per_segment: int) -> list[list[int]]:
+    """The segments of a packed vector: ``words_per_segment`` words each, the last one shorter."""
+    if words_per_segment < 1:
+        raise ShapeError(f"words_per_segment must be at least 1, got {words_per_segment}")
+    return [
+        [int(w) for w in words[start : start + words_per_segment]]
+        for start in range(0, len(words), words_per_segment)
+    ]
+
+
+def segment_hashes(words: Sequence[int], words_per_segment: int) -> list[bytes]:
+    """keccak256 of each segment's words."""
+    return [words_hash(segment) for segment in split_segments(words, words_per_segment)]
+
+
+def chain_hash(hashes: Sequence[bytes]) -> bytes:
+    """The contract's hash chain over segment hashes: ``h = keccak256(h || hash)`` from zero."""
+    digest = bytes(WORD_BYTES)
+    for item in hashes:
+        digest = keccak(digest + bytes(item))
+    return digest
+
+
+def vector_hash(words: Sequence[int], words_per_segment: int) -> bytes:
+    """The hash of a packed vector cut in segments: the chain of its segments' hashes. It is the
+    contract's ``modelHash`` of a model, and what a commitment or a relayed update signs."""
+    return chain_hash(segment_hashes(words, words_per_segment))
 
 
 def encode(

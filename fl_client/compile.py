@@ -32,6 +32,7 @@ BUILD_FILE = PROJECT_ROOT / "build" / "contracts.json"
 SHIM = PROJECT_ROOT / "tools" / "solc_shim.js"
 SHIM_FOLDER = PROJECT_ROOT / ".cache" / "solcx"
 SOLCJS_PACKAGE = PROJECT_ROOT / "node_modules" / "solc" / "package.json"
+NPM_LOCK = PROJECT_ROOT / "package-lock.json"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class CompiledContract:
     abi: list[dict[str, Any]]
     bytecode: str
     deployed_size: int
+    storage_layout: list[dict[str, Any]] | None = None
 
 
 def _native_solc(version: str) -> Path | None:
@@ -113,8 +115,16 @@ def _standard_input(sources: dict[str, Path], settings: CompilerSettings) -> dic
             "evmVersion": settings.evm_version,
             "optimizer": {"enabled": settings.optimizer_enabled, "runs": settings.optimizer_runs},
             "viaIR": settings.via_ir,
+            "remappings": list(settings.remappings),
             "outputSelection": {
-                "*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}
+                "*": {
+                    "*": [
+                        "abi",
+                        "evm.bytecode.object",
+                        "evm.deployedBytecode.object",
+                        "storageLayout",
+                    ]
+                }
             },
         },
     }
@@ -123,6 +133,9 @@ def _standard_input(sources: dict[str, Path], settings: CompilerSettings) -> dic
 def _fingerprint(standard_input: dict[str, Any], compiler: Path, version: str) -> str:
     digest = hashlib.sha256(json.dumps(standard_input, sort_keys=True).encode())
     digest.update(f"{compiler.resolve()}|{version}".encode())
+    # The libraries the sources import come from npm: their pinned versions are part of the build.
+    if NPM_LOCK.exists():
+        digest.update(NPM_LOCK.read_bytes())
     return digest.hexdigest()
 
 
@@ -170,6 +183,7 @@ def compile_contracts(*, force: bool = False) -> dict[str, CompiledContract]:
                 abi=data["abi"],
                 bytecode="0x" + bytecode,
                 deployed_size=len(data["evm"]["deployedBytecode"]["object"]) // 2,
+                storage_layout=data.get("storageLayout", {}).get("storage"),
             )
     BUILD_FILE.parent.mkdir(parents=True, exist_ok=True)
     BUILD_FILE.write_text(

@@ -34,6 +34,7 @@ class CompilerSettings:
     optimizer_enabled: bool
     optimizer_runs: int
     via_ir: bool
+    remappings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,9 @@ class RewardConfig:
 ALIGNMENT_OFF = -10_000
 
 
+MODES = ("plain", "commit_reveal", "secure_aggregation")
+
+
 @dataclass(frozen=True)
 class ContractConfig:
     """Round rules and options of the coordinator contract."""
@@ -126,10 +130,14 @@ class ContractConfig:
     allowlist: bool = False
     min_reward_distance: int = 0
     max_counted_distance: int = 0
-    words_per_segment: int = 512
-    mode: str = "direct"
+    words_per_segment: int | str = "auto"
+    mode: str = "plain"
     reveal_duration: int = 600
     min_alignment_bps: int = ALIGNMENT_OFF
+    close_window: int = 300
+    close_fee_wei: int = 10**14
+    relay_fee_wei: int = 10**13
+    commit_bond_wei: int = 10**15
 
     def __post_init__(self) -> None:
         if (
@@ -141,16 +149,28 @@ class ContractConfig:
                 "contract.min_alignment_bps must be an integer from -10000 (off) to 10000, "
                 f"got {self.min_alignment_bps!r}"
             )
-        if self.mode not in ("direct", "commit_reveal", "secure_aggregation"):
-            raise ConfigError(
-                f"contract.mode must be direct, commit_reveal or secure_aggregation, got {self.mode!r}"
-            )
+        if self.mode not in MODES:
+            raise ConfigError(f"contract.mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.aggregation not in ("mean", "sample_weighted"):
             raise ConfigError(
                 f"contract.aggregation must be mean or sample_weighted, got {self.aggregation!r}"
             )
         if self.distance not in ("l1", "squared_l2"):
             raise ConfigError(f"contract.distance must be l1 or squared_l2, got {self.distance!r}")
+        if self.words_per_segment != "auto" and (
+            isinstance(self.words_per_segment, bool)
+            or not isinstance(self.words_per_segment, int)
+            or self.words_per_segment < 1
+        ):
+            raise ConfigError(
+                "contract.words_per_segment must be auto or a positive integer, "
+                f"got {self.words_per_segment!r}"
+            )
+
+    @property
+    def segment_limit(self) -> int | None:
+        """The configured words per segment, or ``None`` for auto."""
+        return None if self.words_per_segment == "auto" else int(self.words_per_segment)
 
 
 @dataclass(frozen=True)
@@ -320,6 +340,7 @@ def _load_cached(path: str) -> ProjectConfig:
         optimizer_enabled=bool(optimizer.get("enabled", True)),
         optimizer_runs=int(optimizer.get("runs", 200)),
         via_ir=bool(solc.get("via_ir", False)),
+        remappings=tuple(str(item) for item in solc.get("remappings") or ()),
     )
     raw_networks = _section(data, "networks")
     default = str(raw_networks.get("default", "embedded"))

@@ -63,6 +63,10 @@ class TransactionDroppedError(ChainError):
     """A transaction was not mined after the bounded number of retries."""
 
 
+class TransactionTooLargeError(ChainError):
+    """A transaction's calldata exceeds what a transaction pool takes (128 KiB encoded)."""
+
+
 class ContractRevertError(ChainError):
     """The contract reverted; ``name`` and ``args`` are its decoded custom error."""
 

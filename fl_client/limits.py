@@ -1,0 +1,137 @@
+"""How big a segment can be: the transaction limits a deployment must fit, computed in advance.
+
+A close handles one segment of the model for every update of a round, in one transaction, so the
+segment size follows from the round's target, the per-transaction gas cap and the 128 KiB that a
+transaction may weigh to pass geth-style pools. ``FLCoordinator``'s constructor refuses a
+configuration that breaks these limits (``CoordinatorExceedsTransactionLimit``); this module
+mirrors that check exactly, so that a deployment is planned (and a hopeless one refused, with a
+:class:`~fl_client.errors.ConfigError`) before anything is sent. Pure: no web3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fl_client.codec import words_for
+from fl_client.errors import ConfigError
+
+# Mirrors of FLCoordinator's constants (tests/test_limits.py deploys at and past each boundary).
+MAX_CALLDATA_BYTES = 131_072 - 1_024
+MAX_CHUNK_WORDS = 767
+CLOSE_HEAD_BYTES = 196
+CLOSE_FIXED_GAS = 250_000
+CLOSE_UPDATE_GAS = 90_000
+CLOSE_UPDATE_WORD_GAS = 160
+CLOSE_ACC_WORD_GAS = 60
+CLOSE_WORD_GAS = 1_500
+CODE_DEPOSIT_GAS = 200
+ALIGNMENT_OFF = -10_000
+
+
+def accumulator_bits(max_weight_sum: int) -> int:
+    """Smallest accumulator lane (32, 64, 128 bits) that holds ``max_weight_sum * 2**16``."""
+    bits = 32
+    while bits < 128 and (max_weight_sum << 16) >= (1 << bits):
+        bits *= 2
+    return bits
+
+
+def masked_lane_bits(target: int, max_weight: int, max_abs: int) -> int:
+    """Secure aggregation: the lane width of the masked sums (the contract's ``laneBits``)."""
+    bound = target * max_weight * max_abs
+    bits = 16
+    while bits < 128 and (bound >= (1 << (bits - 1)) or (max_weight << 16) > (1 << bits)):
+        bits *= 2
+    return bits
+
+
+@dataclass(frozen=True)
+class CloseCost:
+    """The largest close of a configuration: its calldata bytes and an upper bound of its gas."""
+
+    calldata_bytes: int
+    gas: int
+    chunk_words: int
+
+
+def close_cost(
+    *, words_per_segment: int, target: int, max_weight: int, guard: bool
+) -> CloseCost:
+    """The contract's bound on a close of one segment with ``target`` updates."""
+    acc_words = accumulator_bits(target * max_weight) // 16
+    dir_words = (words_per_segment + 7) // 8 if guard else 0
+    close_bytes = CLOSE_HEAD_BYTES + target * (words_per_segment * 32 + 32)
+    chunk_bytes = (words_per_segment + dir_words) * 32
+    memory_words = close_bytes // 32 + words_per_segment * (acc_words + 4) + dir_words + 64
+    execution = (
+        CLOSE_FIXED_GAS
+        + target * (CLOSE_UPDATE_GAS + words_per_segment * CLOSE_UPDATE_WORD_GAS)
+        + target * words_per_segment * acc_words * CLOSE_ACC_WORD_GAS
+        + words_per_segment * CLOSE_WORD_GAS
+        + 32_000
+        + chunk_bytes * CODE_DEPOSIT_GAS
+        + 3 * memory_words
+        + memory_words * memory_words // 512
+    )
+    standard = 21_000 + 16 * close_bytes + execution
+    floor = 21_000 + 40 * close_bytes
+    return CloseCost(close_bytes, max(standard, floor), words_per_segment + dir_words)
+
+
+def fits(
+    *, words_per_segment: int, target: int, max_weight: int, guard: bool, gas_cap: int
+) -> bool:
+    """Whether the contract accepts this segment size."""
+    cost = close_cost(
+        words_per_segment=words_per_segment, target=target, max_weight=max_weight, guard=guard
+    )
+    return (
+        cost.chunk_words <= MAX_CHUNK_WORDS
+        and cost.calldata_bytes <= MAX_CALLDATA_BYTES
+        and cost.gas <= gas_cap
+    )
+
+
+def plan_words_per_segment(
+    num_weights: int,
+    *,
+    target: int,
+    max_weight: int = 1,
+    guard: bool = False,
+    gas_cap: int = 16_777_216,
+    limit: int | None = None,
+) -> int:
+    """The segment size a deployment should use: the fewest segments that fit, evened out.
+
+    ``max_weight`` is 1 for the plain mean, else the largest sample count; ``limit`` caps the
+    words per segment further (a configured ``words_per_segment``).
+
+    Raises
+    ------
+    ConfigError
+        Not even a one-word segment fits: ``target`` is too large for one close transaction.
+    """
+    words = words_for(num_weights)
+    largest = min(words, MAX_CHUNK_WORDS, limit or words)
+    low, high = 0, largest
+    while low < high:  # the largest size that fits (the cost grows with the size)
+        middle = (low + high + 1) // 2
+        if fits(
+            words_per_segment=middle,
+            target=target,
+            max_weight=max_weight,
+            guard=guard,
+            gas_cap=gas_cap,
+        ):
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
+        one = close_cost(words_per_segment=1, target=target, max_weight=max_weight, guard=guard)
+        raise ConfigError(
+            f"a round of {target} submissions cannot be closed in one transaction: even a one-word "
+            f"segment needs {one.calldata_bytes:,} bytes and ~{one.gas:,} gas (limits "
+            f"{MAX_CALLDATA_BYTES:,} bytes, {gas_cap:,} gas); lower target_submissions"
+        )
+    segments = -(-words // low)
+    return -(-words // segments)
