@@ -265,7 +265,7 @@ library PackedVectors {
                 failed := or(failed, or(z, add(and(z, LOW15), spare16)))
                 let t := sub(or(mload(model), TOP16), z)
                 let below := xor(and(shr(15, t), ONE16), ONE16) // 1 where zm < z
-                let d := add(and(xor(t, mul(below, LOW15)), LOW15), below)
+                let d := add(and(xor(t, mul(below, 0x7FFF)), LOW15), below)
                 acc := add(acc, add(and(d, LOW16_OF_32), and(shr(16, d), LOW16_OF_32)))
             }
             l1 := shr(224, mul(acc, ONE_OF_32))

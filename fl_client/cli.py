@@ -45,8 +45,11 @@ def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
         if getattr(args, "clip_norm", None) is not None:
             privacy = replace(privacy, clip_norm=args.clip_norm)
         fl = replace(fl, privacy=privacy)
+    hidden = getattr(args, "hidden", None)
     return fl.with_overrides(
         dataset=getattr(args, "dataset", None),
+        hidden_layers=None if hidden is None else tuple(hidden),
+        relayed_clients=getattr(args, "relayed", None),
         clients=getattr(args, "clients", None),
         rounds=getattr(args, "rounds", None),
         epochs=getattr(args, "epochs", None),
@@ -62,7 +65,17 @@ def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
 def _add_fl_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("federated learning (defaults from brownie-config.yaml)")
     group.add_argument("--dataset", choices=["digits", "mnist5k"])
+    group.add_argument(
+        "--hidden",
+        type=int,
+        nargs="*",
+        metavar="WIDTH",
+        help="hidden layer widths of an MLP (none: softmax regression)",
+    )
     group.add_argument("--clients", type=int, help="number of participants N")
+    group.add_argument(
+        "--relayed", type=int, help="of them, how many hand signed updates to a relay (plain mode)"
+    )
     group.add_argument("--rounds", type=int, help="number of rounds R")
     group.add_argument("--epochs", type=int, help="local epochs E")
     group.add_argument("--batch-size", type=int, help="local batch size B (0: full batch)")
@@ -73,7 +86,7 @@ def _add_fl_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--seed", type=int)
     group.add_argument(
         "--mode",
-        choices=["direct", "commit_reveal", "secure_aggregation"],
+        choices=["plain", "commit_reveal", "secure_aggregation"],
         help="submission mode of the contract",
     )
     group.add_argument("--dp", action="store_true", help="client-side differential privacy on")
@@ -103,10 +116,12 @@ def _private_key(variable: str | None) -> str | None:
 
 def client_account(accounts: Sequence[str], index: int) -> str:
     """The account of client ``index``: the only one when a private key was given, else the
-    node's account ``1 + index`` (account 0 deploys)."""
+    node's account ``1 + index`` (account 0 deploys; index -1 names it)."""
     if len(accounts) == 1:
         return accounts[0]
-    if not 0 <= index < len(accounts) - 1:
+    if index < -1:
+        raise ConfigError(f"--account must be a client index, 0 or more (got {index})")
+    if not index < len(accounts) - 1:
         raise ConfigError(
             f"client {index} needs the node's account {1 + index}, but it manages {len(accounts)}: "
             "start the node with more accounts (--accounts) or give a key with --key-env"
@@ -131,7 +146,8 @@ def _require_rpc(project: ProjectConfig, network: str | None, command: str) -> s
 def cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fl_client.simulation import format_table, run_simulation, table_rows, write_outputs
+    from fl_client.report import format_table, table_rows, write_outputs
+    from fl_client.simulation import run_simulation
 
     project = load_config()
     fl = _fl_overrides(project, args)
@@ -140,14 +156,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     print(
         f"Federated run on the {args.network or project.default_network} chain: {fl.dataset}, "
         f"{fl.clients} clients x {fl.rounds} rounds, E={fl.epochs} B={fl.batch_size} lr={fl.learning_rate}, "
-        f"{fl.partition} shards, {fl.contract.mode} submissions"
+        f"{fl.partition} shards, {fl.contract.mode} mode"
+        + (f", {fl.relayed_clients} relayed" if fl.relayed_clients else "")
         + (
             f", DP (C={fl.privacy.clip_norm}, sigma={fl.privacy.noise_multiplier})"
             if fl.privacy.dp
             else ""
         )
     )
-    with tqdm(total=total, unit="submission", disable=args.quiet, dynamic_ncols=True) as bar:
+    # No bar when the output goes to a file: a redirected log would fill with its redraws.
+    quiet = args.quiet or not sys.stderr.isatty()
+    with tqdm(total=total, unit="submission", disable=quiet, dynamic_ncols=True) as bar:
 
         def progress(message: str) -> None:
             if "submitted" in message:
@@ -179,8 +198,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     exact = all(r.exact_average for r in result.rounds)
     print(f"on-chain model == integer average of the submitted vectors in every round: {exact}")
     print(
-        f"{result.num_weights} weights, sums in {result.lane_bits}-bit lanes, deployment gas {result.deploy_gas:,}, "
-        f"{result.seconds:.1f} s in all; contract {result.contract_address}"
+        f"{result.num_weights:,} weights in {result.num_segments} segment(s), deployment gas "
+        f"{result.deploy_gas:,}, {result.seconds:.1f} s in all; contract {result.contract_address}"
     )
     out = Path(args.out)
     paths = write_outputs(result, out)
@@ -255,10 +274,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     fl = _fl_overrides(project, args)
     chain = connect(name, config=project)
     dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
-    model = build_model(dataset.num_features, dataset.num_classes, seed=fl.seed)
+    model = build_model(
+        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
+    )
     words, _ = encode(get_flat_parameters(model), fl.fixed_point)
     params = DeployParams.from_config(
-        fl, num_weights=get_flat_parameters(model).size, clients=fl.clients
+        fl,
+        num_weights=get_flat_parameters(model).size,
+        clients=fl.clients,
+        tx_gas_cap=chain.tx_gas_cap,
     )
     contract = deploy(
         chain,
@@ -266,12 +290,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         initial_words=None if args.zero_model else words,
         pool_wei=fl.rewards.pool_wei,
     )
-    block = int(chain.w3.eth.block_number)
     record = DeploymentRecord(
         network=name,
-        chain_id=int(chain.w3.eth.chain_id),
+        chain_id=chain.chain_id(),
         address=str(contract.address),
-        block_number=block,
+        block_number=int(chain.w3.eth.block_number),
         num_weights=params.num_weights,
         dataset=fl.dataset,
         deployer=chain.accounts[0],
@@ -281,12 +304,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         dirichlet_alpha=fl.dirichlet_alpha,
         seed=fl.seed,
         test_fraction=fl.test_fraction,
+        hidden_layers=list(fl.hidden_layers),
     )
     path = write_record(record)
     print(contract.address)
     print(
-        f"deployed FLCoordinator for {fl.dataset} ({params.num_weights} weights, {params.target_submissions} "
-        f"submissions per round) on {name}; record written to {path}",
+        f"deployed FLCoordinator for {fl.dataset} ({params.num_weights:,} weights in "
+        f"{-(-params.num_weights // 16 // params.words_per_segment) or 1} segment(s), "
+        f"{params.target_submissions} submissions per round, {params.mode} mode) on {name}; "
+        f"record written to {path}",
         file=sys.stderr,
     )
     return 0
@@ -295,73 +321,103 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- client
 
 
-def cmd_client(args: argparse.Namespace) -> int:
-    from fl_client.chain import connect, contract_at, read_record
-    from fl_client.client import Participant, load_secret
-    from fl_client.data import load_dataset, make_shards
-    from fl_client.node import state_dir
-    from fl_client.privacy import DPConfig
-    from fl_client.training import TrainConfig
+def _deployment(
+    project: ProjectConfig, args: argparse.Namespace, command: str
+) -> tuple[Any, Any, FLConfig]:
+    """The deployment record of ``--network`` and the federated-learning settings it fixes: every
+    client process must split the data and build the model the same way."""
+    from fl_client.chain import read_record
 
-    project = load_config()
-    name = _require_rpc(project, args.network, "client")
+    name = _require_rpc(project, args.network, command)
     record = read_record(name)
     fl = _fl_overrides(project, args)
-    if record.clients:
-        # The shards are split once for all clients: every process must split the same way.
-        for key in ("clients", "partition", "dirichlet_alpha", "seed", "test_fraction"):
-            given = getattr(args, key if key != "dirichlet_alpha" else "alpha", None)
-            if given is not None and given != getattr(record, key):
-                raise ConfigError(
-                    f"--{key.replace('_', '-')} {given} differs from the deployment's "
-                    f"{getattr(record, key)}: every client must split the data the same way"
-                )
-        fl = fl.with_overrides(
-            clients=record.clients,
-            rounds=args.rounds or record.rounds,
-            partition=record.partition,
-            dirichlet_alpha=record.dirichlet_alpha,
-            seed=record.seed,
-            test_fraction=record.test_fraction,
-        )
-    fl = fl.with_overrides(dataset=record.dataset)
+    fixed = {
+        "clients": record.clients,
+        "partition": record.partition,
+        "dirichlet_alpha": record.dirichlet_alpha,
+        "seed": record.seed,
+        "test_fraction": record.test_fraction,
+        "dataset": record.dataset,
+        "hidden_layers": tuple(record.hidden_layers),
+    }
+    flags = {"dirichlet_alpha": "alpha", "hidden_layers": "hidden"}
+    for key, value in fixed.items():
+        given = getattr(args, flags.get(key, key), None)
+        if given is not None and (tuple(given) if key == "hidden_layers" else given) != value:
+            raise ConfigError(
+                f"--{flags.get(key, key).replace('_', '-')} {given} differs from the deployment's "
+                f"{value}: every client must use the deployment's data split and model"
+            )
+    fl = fl.with_overrides(rounds=args.rounds or record.rounds or None, **fixed)
+    return name, record, fl
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    from fl_client.chain import CoordinatorView, connect, contract_at
+    from fl_client.client_secret import load_secret
+    from fl_client.closer import RoundCloser
+    from fl_client.data import load_dataset, make_shards
+    from fl_client.node import state_dir
+    from fl_client.participant import Participant, RoundOutcome
+    from fl_client.paths import CommitRevealPath, DirectPath, MaskedPath, PathContext, RelayedPath
+    from fl_client.relay import RelayClient
+    from fl_client.runner import ParticipantLoop
+    from fl_client.simulation import dp_config, tier_label, train_config
+    from fl_client.trainer import ShardTrainer
+
+    project = load_config()
+    name, record, fl = _deployment(project, args, "client")
     if not 0 <= args.account < fl.clients:
-        raise ConfigError(f"--account must be in 0..{fl.clients - 1} (clients = {fl.clients})")
-    chain = connect(name, config=project, private_key=_private_key(args.key_env))
-    if int(chain.w3.eth.chain_id) != record.chain_id:
         raise ConfigError(
-            f"the deployment record is for chain {record.chain_id}, the node is {chain.w3.eth.chain_id}"
+            f"--account must be in 0..{fl.clients - 1} (the deployment has {fl.clients} clients)"
+        )
+    chain = connect(name, config=project, private_key=_private_key(args.key_env))
+    if chain.chain_id() != record.chain_id:
+        raise ConfigError(
+            f"the deployment record is for chain {record.chain_id}, the node is {chain.chain_id()}"
         )
     account = client_account(chain.accounts, args.account)
     contract = contract_at(chain, record.address)
+    view = CoordinatorView.read(chain, contract)
     dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
     shards = make_shards(
         dataset, fl.clients, scheme=fl.partition, alpha=fl.dirichlet_alpha, seed=fl.seed
     )
+    # A random secret kept beside the node records: salts, masks and DP noise come from it, and a
+    # restarted process reads the same one back.
+    secret = load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key")
+    context = PathContext(chain, contract, account, view, secret)
+    relay = RelayClient(args.relay_url) if args.relay_url else None
+    if view.mode == "commit_reveal":
+        path: Any = CommitRevealPath(context)
+    elif view.mode == "secure_aggregation":
+        path = MaskedPath(context)
+    elif relay is not None:
+        path = RelayedPath(context, relay, fallback_margin=args.fallback_margin)
+    else:
+        path = DirectPath(context)
     participant = Participant(
         chain=chain,
         contract=contract,
         account=account,
         client_id=args.account,
-        shard=shards[args.account],
-        num_features=dataset.num_features,
-        num_classes=dataset.num_classes,
-        train_config=TrainConfig(
-            epochs=fl.epochs,
-            batch_size=fl.batch_size,
-            learning_rate=fl.learning_rate,
-            algorithm=fl.algorithm,
+        trainer=ShardTrainer(
+            shard=shards[args.account],
+            num_features=dataset.num_features,
+            num_classes=dataset.num_classes,
+            config=train_config(fl),
+            seed=fl.seed,
+            client_id=args.account,
+            hidden=fl.hidden_layers,
         ),
-        seed=fl.seed,
-        # A random secret kept beside the node records: salts, masks and DP noise come from it,
-        # and a restarted process reads the same one back.
-        secret=load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key"),
-        privacy=DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
-        if fl.privacy.dp
-        else None,
+        path=path,
+        view=view,
+        secret=secret,
+        privacy=dp_config(fl),
     )
+    prefix = f"[client {args.account} {account[:10]}]"
     print(
-        f"client {args.account} ({account}, {shards[args.account].num_samples} samples) on {name}"
+        f"{prefix} {shards[args.account].num_samples} samples, {path.name} path on {name}"
         + (
             f", DP (C={fl.privacy.clip_norm}, sigma={fl.privacy.noise_multiplier})"
             if fl.privacy.dp
@@ -369,25 +425,82 @@ def cmd_client(args: argparse.Namespace) -> int:
         )
     )
 
-    def show(outcome: Any) -> None:
-        tier = "none" if outcome.tier == 255 else f"T{outcome.tier}"
+    def show(outcome: RoundOutcome) -> None:
         print(
-            f"round {outcome.round_number}: distance {outcome.distance:,}, tier {tier}, reward "
-            f"{outcome.reward_wei} wei, gas {outcome.gas_used:,}{' (closed the round)' if outcome.closed_round else ''}"
+            f"{prefix} round {outcome.round_number}: distance {outcome.distance:,}, tier "
+            f"{tier_label(outcome.tier)}, reward {outcome.reward_wei} wei, gas {outcome.gas_used:,}"
+            + (" (closed the round)" if outcome.closed_round else "")
         )
         sys.stdout.flush()
 
-    participant.run(fl.rounds, poll_interval=args.poll, timeout=args.timeout, on_outcome=show)
-    print(f"client {args.account}: done after round {fl.rounds}")
+    closer = RoundCloser(
+        chain=chain,
+        contract=contract,
+        account=account,
+        view=view,
+        relayed_words=relay.words if relay is not None else None,
+    )
+    loop = ParticipantLoop(
+        participant,
+        closer,
+        clients=fl.clients,
+        poll_interval=args.poll,
+        timeout=args.timeout,
+        on_outcome=show,
+    )
+    loop.run(fl.rounds)
+    print(f"{prefix} done after round {fl.rounds}")
+    return 0
+
+
+# ---------------------------------------------------------------- relay
+
+
+def cmd_relay(args: argparse.Namespace) -> int:
+    from fl_client.chain import CoordinatorView, connect, contract_at, read_record
+    from fl_client.node import port_is_free
+    from fl_client.relay import Relay
+    from fl_client.relay.server import serve
+
+    project = load_config()
+    name = _require_rpc(project, args.network, "relay")
+    record = read_record(name)
+    if not port_is_free(args.port):
+        raise ConfigError(f"port {args.port} on 127.0.0.1 is in use: choose another with --port")
+    chain = connect(name, config=project, private_key=_private_key(args.key_env))
+    account = (
+        chain.accounts[0]
+        if len(chain.accounts) == 1
+        else client_account(chain.accounts, args.account)
+    )
+    contract = contract_at(chain, record.address)
+    relay = Relay(
+        chain=chain, contract=contract, account=account, view=CoordinatorView.read(chain, contract)
+    )
+    print(
+        f"relay for {record.address} on {name}, paying from {account}: http://127.0.0.1:{args.port}"
+    )
+    sys.stdout.flush()
+    serve(relay, port=args.port, poll_interval=args.poll)
     return 0
 
 
 # ---------------------------------------------------------------- query
 
 
+def _when(deadline: int, now: int) -> str:
+    moment = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline))
+    return (
+        f"{moment} (in {deadline - now} s)"
+        if deadline >= now
+        else f"{moment} (passed {now - deadline} s ago)"
+    )
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from fl_client.chain import connect, contract_at, read_model_words, read_record, read_round
-    from fl_client.codec import dequantize, model_hash, unpack
+    from fl_client.codec import dequantize, unpack, vector_hash
+    from fl_client.config import FixedPointFormat
     from fl_client.data import load_dataset
     from fl_client.model import build_model, set_flat_parameters
     from fl_client.training import evaluate
@@ -401,24 +514,23 @@ def cmd_query(args: argparse.Namespace) -> int:
     functions = contract.functions
     print(f"coordinator {record.address} on {name} (chain id {record.chain_id})")
     print(
-        f"round {info.number} ({info.phase}): {info.completed}/{functions.targetSubmissions().call()} submissions "
-        f"(min {functions.minSubmissions().call()}), deadline {info.deadline} (chain time {chain.timestamp()})"
+        f"round {info.number} ({info.phase}): {info.submissions}/{functions.targetSubmissions().call()} "
+        f"submissions (min {functions.minSubmissions().call()}), deadline "
+        f"{_when(info.deadline, chain.timestamp())}"
     )
     words = read_model_words(contract)
-    scale = int(functions.scale().call())
-    weights = dequantize(
-        unpack(words, record.num_weights), project.fl.fixed_point.__class__(scale, 32767)
-    )
+    fmt = FixedPointFormat(int(functions.scale().call()), int(functions.maxAbsWeight().call()))
+    weights = dequantize(unpack(words, record.num_weights), fmt)
     print(
-        f"global model v{functions.modelVersion().call()}: {record.num_weights} weights, "
+        f"global model v{functions.modelVersion().call()}: {record.num_weights:,} weights, "
         f"min {weights.min():+.4f} max {weights.max():+.4f} mean |w| {np.abs(weights).mean():.4f}, "
-        f"hash 0x{model_hash(words).hex()}"
+        f"hash 0x{vector_hash(words, int(functions.wordsPerSegment().call())).hex()}"
     )
     if not args.no_eval:
-        dataset = load_dataset(
-            record.dataset, test_fraction=project.fl.test_fraction, seed=project.fl.seed
+        dataset = load_dataset(record.dataset, test_fraction=record.test_fraction, seed=record.seed)
+        model = build_model(
+            dataset.num_features, dataset.num_classes, seed=0, hidden=record.hidden_layers
         )
-        model = build_model(dataset.num_features, dataset.num_classes, seed=0)
         set_flat_parameters(model, weights)
         evaluation = evaluate(model, dataset.x_test, dataset.y_test)
         print(
@@ -429,7 +541,10 @@ def cmd_query(args: argparse.Namespace) -> int:
         int(functions.totalCredited().call()),
         int(functions.totalWithdrawn().call()),
     )
-    print(f"pool: funded {funded} wei, credited {credited} wei, withdrawn {withdrawn} wei")
+    print(
+        f"pool: funded {funded} wei, credited {credited} wei, withdrawn {withdrawn} wei, "
+        f"available {funded - credited} wei"
+    )
     if args.account is not None:
         accounts = [client_account(chain.accounts, args.account)]
     elif args.all:
@@ -515,7 +630,33 @@ def build_parser() -> argparse.ArgumentParser:
         "remote network; default: the node's accounts, or wallets.from_key)",
     )
     client.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for a round")
+    client.add_argument(
+        "--relay-url",
+        help="hand signed updates to the relay at this URL (gasless; plain mode) instead of submitting",
+    )
+    client.add_argument(
+        "--fallback-margin",
+        type=int,
+        default=60,
+        help="seconds before the deadline at which a relayed client submits directly if the relay "
+        "has not registered its update",
+    )
     client.set_defaults(handler=cmd_client)
+
+    relay = commands.add_parser(
+        "relay", help="run a relay: clients hand it signed updates over HTTP"
+    )
+    _add_network(relay)
+    relay.add_argument("--port", type=int, default=8600, help="port on 127.0.0.1 (default 8600)")
+    relay.add_argument(
+        "--account",
+        type=int,
+        default=-1,
+        help="node account index paying the gas (default: the deployer, -1)",
+    )
+    relay.add_argument("--key-env", help="environment variable holding the relay's private key")
+    relay.add_argument("--poll", type=float, default=0.5, help="seconds between chain polls")
+    relay.set_defaults(handler=cmd_relay)
 
     withdraw = commands.add_parser("withdraw", help="pull client I's credited rewards")
     _add_network(withdraw)

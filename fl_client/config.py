@@ -88,8 +88,8 @@ class FixedPointFormat:
     def __post_init__(self) -> None:
         if self.scale < 1:
             raise ConfigError(f"fixed_point.scale must be >= 1, got {self.scale}")
-        if not 1 <= self.max_abs <= 32767:
-            raise ConfigError(f"fixed_point.max_abs must be in 1..32767, got {self.max_abs}")
+        if not 1 <= self.max_abs <= 16383:
+            raise ConfigError(f"fixed_point.max_abs must be in 1..16383, got {self.max_abs}")
 
     @property
     def step(self) -> float:
@@ -188,10 +188,14 @@ class FLConfig:
     """Federated-learning defaults (the ``federated_learning`` section)."""
 
     dataset: str = "digits"
+    hidden_layers: tuple[
+        int, ...
+    ] = ()  # widths of an MLP's hidden layers; none: softmax regression
     test_fraction: float = 0.2
     partition: str = "iid"
     dirichlet_alpha: float = 0.5
     clients: int = 5
+    relayed_clients: int = 0  # of them, how many hand their updates to a relay (plain mode)
     rounds: int = 5
     fraction: float = 1.0
     epochs: int = 5
@@ -305,8 +309,14 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
         raise ConfigError(
             "rewards.thresholds_per_weight and rewards.amounts_wei must be non-empty and of equal length"
         )
+    values = {key: raw[key] for key in known if key in raw}
+    if "hidden_layers" in values:
+        layers = values["hidden_layers"] or ()
+        if not isinstance(layers, list | tuple):
+            raise ConfigError(f"hidden_layers must be a list of widths, got {layers!r}")
+        values["hidden_layers"] = tuple(layers)
     return FLConfig(
-        **{key: raw[key] for key in known if key in raw},
+        **values,
         fixed_point=FixedPointFormat(
             int(fixed.get("scale", 1024)), int(fixed.get("max_abs", 3000))
         ),

@@ -77,6 +77,14 @@ class ContractRevertError(ChainError):
         super().__init__(message or f"{name}({rendered})")
 
 
+class UpdateRefusedError(FLError):
+    """A relay refused a signed update (wrong round, bad signature, malformed words, ...)."""
+
+
+class RelayUnreachableError(FLError):
+    """The relay does not answer."""
+
+
 class DeploymentNotFoundError(ChainError):
     """No deployment record exists for the network."""
 

@@ -147,6 +147,7 @@ def local_update(
     num_features: int,
     num_classes: int,
     seed: int,
+    hidden: Sequence[int] = (),
 ) -> tuple[np.ndarray, TrainResult]:
     """Do one client's work in a round: load the global model, train it, return it flat.
 
@@ -171,7 +172,7 @@ def local_update(
     tuple of (numpy.ndarray, TrainResult)
         The trained flat parameters and the training summary.
     """
-    model = build_model(num_features, num_classes, seed=0)
+    model = build_model(num_features, num_classes, seed=0, hidden=hidden)
     set_flat_parameters(model, global_parameters)
     result = train_local(model, shard, config, seed=seed)
     return get_flat_parameters(model), result
@@ -187,6 +188,7 @@ def run_plain_federated(
     aggregation: str = "mean",
     fraction: float = 1.0,
     initial: np.ndarray | None = None,
+    hidden: Sequence[int] = (),
 ) -> FederatedResult:
     """Run federated learning with an in-process averaging server.
 
@@ -209,6 +211,8 @@ def run_plain_federated(
         Share of clients taking part in each round, in ``(0, 1]``.
     initial : numpy.ndarray, optional
         Flat initial parameters; by default ``build_model(..., seed=seed)``'s.
+    hidden : sequence of int, optional
+        Hidden layer widths of the model (none: softmax regression).
 
     Returns
     -------
@@ -240,7 +244,7 @@ def run_plain_federated(
                 f"dataset {dataset.name!r} has {dataset.num_features}"
             )
 
-    model = build_model(dataset.num_features, dataset.num_classes, seed=seed)
+    model = build_model(dataset.num_features, dataset.num_classes, seed=seed, hidden=hidden)
     if initial is not None:
         set_flat_parameters(model, initial)
     global_parameters = get_flat_parameters(model)
@@ -257,6 +261,7 @@ def run_plain_federated(
                 num_features=dataset.num_features,
                 num_classes=dataset.num_classes,
                 seed=client_seed(seed, client, round_number),
+                hidden=hidden,
             )
             updates.append(update)
         weights = (

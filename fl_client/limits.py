@@ -54,9 +54,7 @@ class CloseCost:
     chunk_words: int
 
 
-def close_cost(
-    *, words_per_segment: int, target: int, max_weight: int, guard: bool
-) -> CloseCost:
+def close_cost(*, words_per_segment: int, target: int, max_weight: int, guard: bool) -> CloseCost:
     """The contract's bound on a close of one segment with ``target`` updates."""
     acc_words = accumulator_bits(target * max_weight) // 16
     dir_words = (words_per_segment + 7) // 8 if guard else 0

@@ -1,7 +1,8 @@
 """The model every client trains, and its parameters as one flat vector.
 
 The model is multinomial logistic (softmax) regression: a single :class:`torch.nn.Linear` layer
-producing logits; the softmax lives in the cross-entropy loss. The flat vector is what crosses
+producing logits (the softmax lives in the cross-entropy loss), or, with hidden layers, a
+multi-layer perceptron (Linear and ReLU). The flat vector is what crosses
 the wire: :func:`get_flat_parameters` and :func:`set_flat_parameters` convert between a model
 and a ``float64`` vector holding the parameters in ``model.parameters()`` order, each flattened
 row-major (for the linear layer: the ``(out, in)`` weight matrix, then the bias).
@@ -9,7 +10,10 @@ row-major (for the linear layer: the ``(out, in)`` weight matrix, then the bias)
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -31,8 +35,10 @@ logger = logging.getLogger(__name__)
 INIT_STD: Final = 0.01
 
 
-def build_model(num_features: int, num_classes: int, *, seed: int) -> torch.nn.Module:
-    """Build a softmax-regression model with seeded, small initial weights.
+def build_model(
+    num_features: int, num_classes: int, *, seed: int, hidden: Sequence[int] = ()
+) -> torch.nn.Module:
+    """Build a softmax-regression model (or an MLP) with seeded initial weights.
 
     Parameters
     ----------
@@ -42,12 +48,16 @@ def build_model(num_features: int, num_classes: int, *, seed: int) -> torch.nn.M
         Number of classes (output logits), at least 2.
     seed : int
         Seed of the weight initialisation; the global random state is neither read nor changed.
+    hidden : sequence of int, optional
+        Widths of hidden layers (ReLU after each); none gives softmax regression.
 
     Returns
     -------
     torch.nn.Module
-        A ``torch.nn.Linear(num_features, num_classes)`` with weights drawn from
-        ``Normal(0, INIT_STD)`` and zero bias.
+        Without hidden layers a ``torch.nn.Linear(num_features, num_classes)`` with weights drawn
+        from ``Normal(0, INIT_STD)`` and zero bias; with them a ``torch.nn.Sequential`` of Linear
+        and ReLU layers, hidden weights drawn He-normal (``std = sqrt(2 / fan_in)``), the output
+        layer's from ``Normal(0, INIT_STD)``, biases zero.
 
     Raises
     ------
@@ -58,14 +68,25 @@ def build_model(num_features: int, num_classes: int, *, seed: int) -> torch.nn.M
         raise ConfigError(f"num_features must be >= 1, got {num_features}")
     if num_classes < 2:
         raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
-    # Created on the meta device so torch's default initialisation, which draws from the global
-    # generator, never runs; the parameters are then filled from our own generator.
-    model = torch.nn.Linear(num_features, num_classes, device="meta").to_empty(device="cpu")
+    if any(isinstance(width, bool) or not isinstance(width, int) or width < 1 for width in hidden):
+        raise ConfigError(f"hidden layer widths must be positive integers, got {list(hidden)}")
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        model.weight.normal_(0.0, INIT_STD, generator=generator)
-        model.bias.zero_()
-    return model
+    sizes = [num_features, *hidden, num_classes]
+    layers: list[torch.nn.Module] = []
+    for index, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        # Created on the meta device so torch's default initialisation, which draws from the
+        # global generator, never runs; the parameters are then filled from our own generator.
+        linear = torch.nn.Linear(fan_in, fan_out, device="meta").to_empty(device="cpu")
+        last = index == len(sizes) - 2
+        with torch.no_grad():
+            linear.weight.normal_(
+                0.0, INIT_STD if last else math.sqrt(2.0 / fan_in), generator=generator
+            )
+            linear.bias.zero_()
+        layers.append(linear)
+        if not last:
+            layers.append(torch.nn.ReLU())
+    return layers[0] if len(layers) == 1 else torch.nn.Sequential(*layers)
 
 
 def num_parameters(model: torch.nn.Module) -> int:

@@ -1,35 +1,36 @@
 """The main job: a whole federated run on the chain, beside the same run in plain PyTorch.
 
-``run_simulation`` deploys a coordinator, creates N participants on N accounts, runs R rounds in
-one process and evaluates the on-chain global model after every round. Beside it, the same
-federated run without a chain (float FedAvg, same seeds, shards, initial model and
-hyper-parameters) gives the accuracy the chain must match; the run fails loudly
-(:class:`AccuracyMismatchError`) when the final accuracies differ by more than the tolerance.
+``run_simulation`` deploys a coordinator, creates N participants on N accounts (direct, relayed,
+commit-reveal or masked, as configured), runs R rounds in one process and evaluates the on-chain
+global model after every round. Beside it, the same federated run without a chain (float FedAvg,
+same seeds, shards, initial model and hyper-parameters) gives the accuracy the chain must match;
+the run fails loudly (:class:`AccuracyMismatchError`) when the final accuracies differ by more
+than the tolerance.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fl_client.aggregation import NO_TIER, integer_average
+from fl_client.aggregation import integer_average
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
-from fl_client.client import ContractView, Participant, RoundOutcome, simulation_secret
-from fl_client.codec import dequantize, encode, model_hash, unpack
+from fl_client.client_secret import simulation_secret
+from fl_client.codec import dequantize, encode, unpack, vector_hash
 from fl_client.config import FLConfig, ProjectConfig, load_config
 from fl_client.data import load_dataset, make_shards
-from fl_client.errors import AccuracyMismatchError, ChainError, ConfigError
+from fl_client.errors import AccuracyMismatchError, ConfigError
 from fl_client.federated import run_plain_federated
+from fl_client.federation import Federation, Member
 from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.participant import RoundOutcome
 from fl_client.privacy import DPConfig, epsilon
+from fl_client.trainer import ShardTrainer
 from fl_client.training import TrainConfig, evaluate, select_clients
 
 logger = logging.getLogger(__name__)
@@ -46,13 +47,14 @@ class RoundReport:
     accuracy_plain: float
     loss_chain: float
     submissions: int
-    gas_used: int
+    relayed: int  # of them relayed
+    gas_used: int  # every transaction of the round (submissions, relay, closes)
     rewards_by_tier: dict[str, int]  # tier label -> wei credited in this round
     submissions_by_tier: dict[str, int]
     clipped: int
     distances: tuple[int, ...]  # each submission's distance from the global model it trained on
     model_hash: str
-    exact_average: bool  # the on-chain model equals the integer average of the submitted vectors
+    exact_average: bool  # the on-chain model equals the integer average of the counted vectors
     seconds: float
     epsilon: float | None = None  # DP: the largest client epsilon after this round (at delta)
     dp_clipped: int = 0  # DP: updates clipped to the clipping norm in this round
@@ -75,7 +77,8 @@ class SimulationResult:
     contract_address: str
     deploy_gas: int
     num_weights: int
-    lane_bits: int
+    num_segments: int
+    tiers: int  # reward tiers of the deployment
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -92,17 +95,26 @@ class SimulationResult:
 
 
 def tier_label(tier: int) -> str:
-    """``T0``, ``T1``, ... or ``none``."""
-    return "none" if tier == NO_TIER else f"T{tier}"
+    """The tier as the configuration lists it: ``T1`` is the first (largest) reward, ``none``
+    when no tier applied (the contract reports tiers from 0, and 255 for none)."""
+    return "none" if tier == 255 else f"T{tier + 1}"
 
 
-def _train_config(fl: FLConfig) -> TrainConfig:
+def train_config(fl: FLConfig) -> TrainConfig:
+    """The local-training settings of ``fl``."""
     return TrainConfig(
         epochs=fl.epochs,
         batch_size=fl.batch_size,
         learning_rate=fl.learning_rate,
         algorithm=fl.algorithm,
     )
+
+
+def dp_config(fl: FLConfig) -> DPConfig | None:
+    """Client-side DP settings, when on."""
+    if not fl.privacy.dp:
+        return None
+    return DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
 
 
 def run_simulation(
@@ -119,6 +131,8 @@ def run_simulation(
 
     Raises
     ------
+    ConfigError
+        An impossible setting (too few accounts, secure aggregation with a fraction, ...).
     AccuracyMismatchError
         When ``check_accuracy`` and the final chain and plain accuracies differ by more than
         ``tolerance_pp`` percentage points.
@@ -128,6 +142,10 @@ def run_simulation(
     fl = fl or project.fl
     if fl.clients < 1 or fl.rounds < 1:
         raise ConfigError("clients and rounds must be at least 1")
+    if not 0 <= fl.relayed_clients <= fl.clients:
+        raise ConfigError(f"relayed_clients must be in 0..{fl.clients}, got {fl.relayed_clients}")
+    if fl.relayed_clients and fl.contract.mode != "plain":
+        raise ConfigError("relayed updates need contract.mode plain (they are sent in the clear)")
     if fl.contract.mode == "secure_aggregation" and fl.fraction < 1:
         raise ConfigError(
             "secure aggregation masks over a fixed cohort: every client takes part in every round "
@@ -142,132 +160,110 @@ def run_simulation(
     shards = make_shards(
         dataset, fl.clients, scheme=fl.partition, alpha=fl.dirichlet_alpha, seed=fl.seed
     )
-    config = _train_config(fl)
+    config = train_config(fl)
 
     # The same initial model for both runs: the quantized one the chain starts from.
-    initial_model = build_model(dataset.num_features, dataset.num_classes, seed=fl.seed)
+    initial_model = build_model(
+        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
+    )
     initial_words, _ = encode(get_flat_parameters(initial_model), fl.fixed_point)
     num_weights = get_flat_parameters(initial_model).size
     initial_flat = dequantize(unpack(initial_words, num_weights), fl.fixed_point)
     set_flat_parameters(initial_model, initial_flat)
     initial_accuracy = evaluate(initial_model, dataset.x_test, dataset.y_test).accuracy
 
-    params = DeployParams.from_config(fl, num_weights=num_weights, clients=fl.clients)
+    params = DeployParams.from_config(
+        fl, num_weights=num_weights, clients=fl.clients, tx_gas_cap=chain.tx_gas_cap
+    )
     before = len(chain.gas_used)
     contract = deploy(chain, params, initial_words=initial_words, pool_wei=fl.rewards.pool_wei)
     deploy_gas = sum(chain.gas_used[before:])
-    view = ContractView.read(contract)
     if progress:
         progress(f"deployed at {contract.address}")
 
-    aggregation = "weighted" if fl.contract.aggregation == "sample_weighted" else "mean"
     plain = run_plain_federated(
         dataset,
         shards,
         rounds=fl.rounds,
         config=config,
         seed=fl.seed,
-        aggregation=aggregation,
+        aggregation="weighted" if fl.contract.aggregation == "sample_weighted" else "mean",
         fraction=fl.fraction,
         initial=initial_flat,
+        hidden=fl.hidden_layers,
     )
 
-    dp = (
-        DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
-        if fl.privacy.dp
-        else None
+    dp = dp_config(fl)
+    first_relayed = fl.clients - fl.relayed_clients
+    federation = Federation(
+        chain=chain,
+        contract=contract,
+        members=[
+            Member(
+                account=chain.accounts[1 + i],
+                trainer=ShardTrainer(
+                    shard=shards[i],
+                    num_features=dataset.num_features,
+                    num_classes=dataset.num_classes,
+                    config=config,
+                    seed=fl.seed,
+                    client_id=i,
+                    hidden=fl.hidden_layers,
+                ),
+                secret=simulation_secret(fl.seed, i),
+                relayed=i >= first_relayed,
+            )
+            for i in range(fl.clients)
+        ],
+        closer_account=chain.accounts[0],
+        privacy=dp,
     )
-    participants = [
-        Participant(
-            chain=chain,
-            contract=contract,
-            account=chain.accounts[1 + i],
-            client_id=i,
-            shard=shards[i],
-            num_features=dataset.num_features,
-            num_classes=dataset.num_classes,
-            train_config=config,
-            seed=fl.seed,
-            secret=simulation_secret(fl.seed, i),
-            view=view,
-            privacy=dp,
-        )
-        for i in range(fl.clients)
-    ]
+    view = federation.view
 
     reports: list[RoundReport] = []
     participations = [0] * fl.clients  # DP: releases per client so far
-    rewards_by_client: dict[str, int] = {p.account: 0 for p in participants}
-    eval_model = build_model(dataset.num_features, dataset.num_classes, seed=fl.seed)
+    rewards_by_client: dict[str, int] = {p.account: 0 for p in federation.participants}
+    eval_model = build_model(
+        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
+    )
     for round_number in range(1, fl.rounds + 1):
         round_started = time.perf_counter()
-        info = read_round(contract)
-        if info.number != round_number:
-            raise ChainError(
-                f"expected round {round_number} to be open, the contract is at {info.number}"
-            )
+        gas_before = len(chain.gas_used)
         selected = select_clients(fl.clients, fl.fraction, round_number=round_number, seed=fl.seed)
-        outcomes: list[RoundOutcome] = []
-        # Direct mode needs one pass; commit-reveal two (commit, reveal); secure aggregation one
-        # more in its first round (keys first).
-        for _ in range(3):
-            if read_round(contract).number != round_number:
-                break
-            for client_id in selected:
-                outcome = participants[client_id].step(round_number)
-                if outcome is None:
-                    continue
-                outcomes.append(outcome)
-                participations[client_id] += 1
-                rewards_by_client[outcome.account] += outcome.reward_wei
-                if progress:
-                    progress(f"round {round_number}: client {client_id} submitted")
-        if read_round(contract).number != round_number + 1:
-            raise ChainError(
-                f"round {round_number} did not close after {len(outcomes)} submissions"
-            )
+
+        def submitted(participant: Any, round_number: int = round_number) -> None:
+            if progress:
+                progress(f"round {round_number}: client {participant.client_id} submitted")
+
+        outcomes = federation.play_round(round_number, selected, on_submitted=submitted)
+        for outcome in outcomes:
+            participations[outcome.client_id] += 1
+            rewards_by_client[outcome.account] += outcome.reward_wei
         words = read_model_words(contract)
         quantized = unpack(words, num_weights)
-        counted = [o for o in outcomes if o.counted]
-        expected = (
-            integer_average(
-                [unpack(list(o.words), num_weights) for o in counted],
-                None if fl.contract.aggregation == "mean" else [o.sample_count for o in counted],
-            )
-            if counted
-            else None
-        )
         set_flat_parameters(eval_model, dequantize(quantized, fl.fixed_point))
         evaluation = evaluate(eval_model, dataset.x_test, dataset.y_test)
-        rewards: dict[str, int] = {}
-        counts: dict[str, int] = {}
-        for outcome in outcomes:
-            label = tier_label(outcome.tier)
-            rewards[label] = rewards.get(label, 0) + outcome.reward_wei
-            counts[label] = counts.get(label, 0) + 1
         reports.append(
-            RoundReport(
-                round_number=round_number,
+            _report(
+                round_number,
+                outcomes,
                 accuracy_chain=evaluation.accuracy,
                 accuracy_plain=plain.rounds[round_number - 1].accuracy,
                 loss_chain=evaluation.loss,
-                submissions=len(outcomes),
-                gas_used=sum(o.gas_used for o in outcomes),
-                rewards_by_tier=rewards,
-                submissions_by_tier=counts,
-                clipped=sum(o.clipped for o in outcomes),
-                distances=tuple(o.distance for o in outcomes),
-                model_hash="0x" + model_hash(words).hex(),
-                exact_average=expected is not None and bool(np.array_equal(expected, quantized)),
+                gas_used=sum(chain.gas_used[gas_before:]),
+                quantized=quantized,
+                model_hash="0x" + vector_hash(words, view.words_per_segment).hex(),
+                sample_weighted=fl.contract.aggregation == "sample_weighted",
                 seconds=time.perf_counter() - round_started,
                 # Each client's releases compose; no amplification by sampling is claimed (the
                 # selection is seeded and every submission is public with its sender).
                 epsilon=None
                 if dp is None
                 else epsilon(dp.noise_multiplier, max(participations), dp.delta),
-                dp_clipped=sum(o.dp_clipped for o in outcomes),
             )
         )
+    if read_round(contract).number != fl.rounds + 1:
+        raise ConfigError("the run ended with the wrong round open")  # pragma: no cover
     result = SimulationResult(
         dataset=fl.dataset,
         clients=fl.clients,
@@ -277,7 +273,8 @@ def run_simulation(
         contract_address=str(contract.address),
         deploy_gas=deploy_gas,
         num_weights=num_weights,
-        lane_bits=int(contract.functions.laneBits().call()),
+        num_segments=view.num_segments,
+        tiers=len(fl.rewards.amounts_wei),
         settings={
             "network": chain.network.name,
             "partition": fl.partition,
@@ -291,6 +288,8 @@ def run_simulation(
             "max_abs": fl.fixed_point.max_abs,
             "seed": fl.seed,
             "mode": fl.contract.mode,
+            "relayed_clients": fl.relayed_clients,
+            "hidden_layers": list(fl.hidden_layers),
             "dp": fl.privacy.dp,
             "clip_norm": fl.privacy.clip_norm,
             "noise_multiplier": fl.privacy.noise_multiplier,
@@ -307,153 +306,50 @@ def run_simulation(
     return result
 
 
-# ---------------------------------------------------------------- output
-
-
-def tier_columns(result: SimulationResult) -> list[str]:
-    """Tier labels that occur in the run, in order."""
-    labels = {label for report in result.rounds for label in report.submissions_by_tier}
-    return sorted(label for label in labels if label != "none") + (
-        ["none"] if "none" in labels else []
-    )
-
-
-def table_rows(result: SimulationResult) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-round table."""
-    tiers = tier_columns(result)
-    header = [
-        "round",
-        "acc chain %",
-        "acc plain %",
-        "gap pp",
-        "submissions",
-        "median distance",
-        "gas used",
-    ]
-    private = any(r.epsilon is not None for r in result.rounds)
-    header += ["epsilon"] if private else []
-    header += [f"{label} (n x wei)" for label in tiers]
-    rows = []
-    for report in result.rounds:
-        row = [
-            str(report.round_number),
-            f"{100 * report.accuracy_chain:.2f}",
-            f"{100 * report.accuracy_plain:.2f}",
-            f"{report.gap_pp:+.2f}",
-            str(report.submissions),
-            f"{int(np.median(report.distances)):,}",
-            f"{report.gas_used:,}",
-        ]
-        if private:
-            row.append(f"{report.epsilon:.2f}" if report.epsilon is not None else "-")
-        for label in tiers:
-            count = report.submissions_by_tier.get(label, 0)
-            row.append(
-                f"{count} x {report.rewards_by_tier.get(label, 0) // max(count, 1):.3g}"
-                if count
-                else "-"
-            )
-        rows.append(row)
-    return header, rows
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain-text table with aligned columns."""
-    widths = [
-        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
-    ]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
-    return "\n".join(lines)
-
-
-def write_outputs(result: SimulationResult, directory: Path) -> list[Path]:
-    """Write ``result.json``, ``rounds.csv``, ``accuracy.png`` and ``rewards.png`` into ``directory``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    json_path = directory / "result.json"
-    json_path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-    paths.append(json_path)
-
-    csv_path = directory / "rounds.csv"
-    tiers = tier_columns(result)
-    with csv_path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            [
-                "round",
-                "accuracy_chain",
-                "accuracy_plain",
-                "gap_pp",
-                "submissions",
-                "gas_used",
-                "clipped",
-                "model_hash",
-            ]
-            + [f"{label}_submissions" for label in tiers]
-            + [f"{label}_reward_wei" for label in tiers]
+def _report(
+    round_number: int,
+    outcomes: list[RoundOutcome],
+    *,
+    accuracy_chain: float,
+    accuracy_plain: float,
+    loss_chain: float,
+    gas_used: int,
+    quantized: np.ndarray,
+    model_hash: str,
+    sample_weighted: bool,
+    seconds: float,
+    epsilon: float | None,
+) -> RoundReport:
+    counted = [o for o in outcomes if o.counted]
+    expected = (
+        integer_average(
+            [unpack(list(o.words), quantized.size) for o in counted],
+            [o.sample_count for o in counted] if sample_weighted else None,
         )
-        for r in result.rounds:
-            writer.writerow(
-                [
-                    r.round_number,
-                    f"{r.accuracy_chain:.6f}",
-                    f"{r.accuracy_plain:.6f}",
-                    f"{r.gap_pp:.4f}",
-                    r.submissions,
-                    r.gas_used,
-                    r.clipped,
-                    r.model_hash,
-                ]
-                + [r.submissions_by_tier.get(label, 0) for label in tiers]
-                + [r.rewards_by_tier.get(label, 0) for label in tiers]
-            )
-    paths.append(csv_path)
-
-    rounds = [0] + [r.round_number for r in result.rounds]
-    figure, axes = plt.subplots(figsize=(6, 4))
-    axes.plot(
-        rounds,
-        [100 * result.initial_accuracy] + [100 * r.accuracy_chain for r in result.rounds],
-        marker="o",
-        label="chain-based (fixed point, on-chain FedAvg)",
+        if counted
+        else None
     )
-    axes.plot(
-        rounds,
-        [100 * result.initial_accuracy] + [100 * r.accuracy_plain for r in result.rounds],
-        marker="x",
-        linestyle="--",
-        label="plain federated (float, PyTorch)",
+    rewards: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        label = tier_label(outcome.tier)
+        rewards[label] = rewards.get(label, 0) + outcome.reward_wei
+        counts[label] = counts.get(label, 0) + 1
+    return RoundReport(
+        round_number=round_number,
+        accuracy_chain=accuracy_chain,
+        accuracy_plain=accuracy_plain,
+        loss_chain=loss_chain,
+        submissions=len(outcomes),
+        relayed=sum(o.relayed for o in outcomes),
+        gas_used=gas_used,
+        rewards_by_tier=rewards,
+        submissions_by_tier=counts,
+        clipped=sum(o.clipped for o in outcomes),
+        distances=tuple(o.distance for o in outcomes),
+        model_hash=model_hash,
+        exact_average=expected is not None and bool(np.array_equal(expected, quantized)),
+        seconds=seconds,
+        epsilon=epsilon,
+        dp_clipped=sum(o.dp_clipped for o in outcomes),
     )
-    axes.set_xlabel("round")
-    axes.set_ylabel("test accuracy (%)")
-    axes.set_title(f"{result.dataset}: {result.clients} clients")
-    axes.grid(True, alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    accuracy_path = directory / "accuracy.png"
-    figure.savefig(accuracy_path, dpi=100)
-    plt.close(figure)
-    paths.append(accuracy_path)
-
-    figure, axes = plt.subplots(figsize=(6, 4))
-    accounts = list(result.rewards_by_client)
-    axes.bar(range(len(accounts)), [result.rewards_by_client[a] / 1e18 for a in accounts])
-    axes.set_xticks(
-        range(len(accounts)), [f"{i}\n{a[:8]}" for i, a in enumerate(accounts)], fontsize=7
-    )
-    axes.set_xlabel("client (account)")
-    axes.set_ylabel("reward credited (ETH)")
-    axes.set_title("rewards per client over the run")
-    figure.tight_layout()
-    rewards_path = directory / "rewards.png"
-    figure.savefig(rewards_path, dpi=100)
-    plt.close(figure)
-    paths.append(rewards_path)
-    return paths

@@ -307,7 +307,9 @@ def reveal_calls(
     segments = split_segments(words, words_per_segment)[start_segment:]
     return [
         Call(
-            contract.functions.reveal(round_number, sample_count, start_segment + first, part, salt),
+            contract.functions.reveal(
+                round_number, sample_count, start_segment + first, part, salt
+            ),
             sender,
             f"reveal round {round_number} segments {start_segment + first}..",
         )

@@ -181,7 +181,9 @@ def deploy_units(chain: Chain, *, sender: str) -> list[str]:
     compiled = compile_contracts()
     if chain.units and all(chain.w3.eth.get_code(address) for address in chain.units):  # type: ignore[arg-type]
         return chain.units
-    chain.units = [_deploy_contract(chain, compiled[name], (), sender=sender) for name in UNIT_NAMES]
+    chain.units = [
+        _deploy_contract(chain, compiled[name], (), sender=sender) for name in UNIT_NAMES
+    ]
     return chain.units
 
 
@@ -237,5 +239,7 @@ def load_initial_model(
         else:
             part = [int(w) for w in words[start * per_segment : (start + count) * per_segment]]
             function = functions.loadInitialModel(start, part)
-        send(chain, function, owner, what=f"load initial model segments {start}..{start + count - 1}")
+        send(
+            chain, function, owner, what=f"load initial model segments {start}..{start + count - 1}"
+        )
         start += count

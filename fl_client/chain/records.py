@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl_client.config import PROJECT_ROOT
@@ -31,6 +31,7 @@ class DeploymentRecord:
     dirichlet_alpha: float = 0.5
     seed: int = 0
     test_fraction: float = 0.2
+    hidden_layers: list[int] = field(default_factory=list)
 
     def to_json(self) -> str:
         """The record as JSON."""

@@ -333,7 +333,9 @@ class Call:
     value: int = 0
 
 
-def send_all(chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0) -> list[TxReceipt]:
+def send_all(
+    chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0
+) -> list[TxReceipt]:
     """Send transactions of different senders without waiting for each receipt in turn.
 
     On a node each call is estimated, sent and waited for in its own thread, so that a round's
@@ -344,7 +346,9 @@ def send_all(chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0
     """
     if chain.is_embedded or len(calls) <= 1:
         return [
-            send(chain, c.function, c.sender, value=c.value, what=c.label, wait_timeout=wait_timeout)
+            send(
+                chain, c.function, c.sender, value=c.value, what=c.label, wait_timeout=wait_timeout
+            )
             for c in calls
         ]
     senders = [c.sender for c in calls]
@@ -353,7 +357,13 @@ def send_all(chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0
     with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
         futures = [
             pool.submit(
-                send, chain, c.function, c.sender, value=c.value, what=c.label, wait_timeout=wait_timeout
+                send,
+                chain,
+                c.function,
+                c.sender,
+                value=c.value,
+                what=c.label,
+                wait_timeout=wait_timeout,
             )
             for c in calls
         ]
@@ -361,7 +371,7 @@ def send_all(chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0
         for future in futures:
             try:
                 outcomes.append(future.result())
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after all finished
+            except BaseException as exc:
                 outcomes.append(exc)
     for outcome in outcomes:
         if isinstance(outcome, BaseException):

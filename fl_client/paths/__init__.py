@@ -1,0 +1,26 @@
+"""Submission paths: one small class per way a client hands in its update.
+
+- :class:`DirectPath`: ``submit`` from the client's own account, paid on submit.
+- :class:`RelayedPath`: signed (EIP-712) and handed to a relayer; gasless for the client.
+- :class:`CommitRevealPath`: commit with a bond, reveal after commits close (against copycats).
+- :class:`MaskedPath`: secure aggregation, masked words that cancel in the sum.
+"""
+
+from fl_client.paths.base import PathContext, SubmissionPath, Update, UpdateFactory
+from fl_client.paths.commit_reveal import CommitRevealPath
+from fl_client.paths.direct import DirectPath
+from fl_client.paths.masked import MaskedPath
+from fl_client.paths.relayed import RelayedPath, RelayEndpoint, signed_update
+
+__all__ = [
+    "CommitRevealPath",
+    "DirectPath",
+    "MaskedPath",
+    "PathContext",
+    "RelayEndpoint",
+    "RelayedPath",
+    "SubmissionPath",
+    "Update",
+    "UpdateFactory",
+    "signed_update",
+]
