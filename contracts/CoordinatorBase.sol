@@ -51,6 +51,13 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         uint128 relayFee;
         // slot 5
         uint128 commitBond;
+        uint16 maxShareBps;
+        RewardReference rewardReference;
+        uint16 maxStep;
+        uint16 maxDrift;
+        uint32 driftWindow;
+        // slot 6
+        uint64 epsilonBudget; // 1e-6 units; 0: no privacy ledger
     }
 
     /// The open round (one slot).
@@ -88,9 +95,14 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     int256 internal constant ALIGNMENT_OFF = -10_000;
     // Storage region of the masked sums (SecureAggregation), ERC-7201 style.
     uint256 internal constant SUM_BASE = uint256(keccak256("fl.coordinator.sums")) - 1;
-    // Entry flags (see `_entries`).
+    // Entry flags and the aggregate distance (see `_entries`).
     uint256 internal constant ENTRY_RELAYED = 1 << 192;
     uint256 internal constant ENTRY_DROPPED = 1 << 193;
+    uint256 internal constant ENTRY_FREE_RIDER = 1 << 194;
+    uint256 internal constant ENTRY_DISTANCE_SHIFT = 195;
+    // Pointer sets of the model's segments: the global model and the next one alternate between
+    // sets 0 and 1; set 2 holds the drift bound's checkpoint.
+    uint256 internal constant CHECKPOINT_SET = 2;
     // EIP-712 (signatures over relayed updates): domain and the `Update` type.
     bytes32 internal constant EIP712_NAME_HASH = keccak256("FLCoordinator");
     bytes32 internal constant EIP712_VERSION_HASH = keccak256("2");
@@ -119,11 +131,12 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     address internal _owner;
     uint256[] internal _tierThresholds;
     uint256[] internal _tierRewards;
-    // segment * 2 + set => SSTORE2 pointer of that segment's words (and direction entries)
+    // segment * 4 + set => SSTORE2 pointer of that segment's words (and direction entries)
     mapping(uint256 key => address pointer) internal _chunks;
-    // index => client | sampleCount << 160 | relayed << 192 | dropped << 193. The open round's
-    // counted complete submissions in order; slots are reused every round (nonzero-to-nonzero
-    // writes after the first).
+    // index => client | sampleCount << 160 | relayed << 192 | dropped << 193 | free rider << 194
+    // | distance from the new model << 195 (RewardReference Aggregate). The open round's counted
+    // complete submissions in order; slots are reused every round (nonzero-to-nonzero writes
+    // after the first).
     mapping(uint256 index => uint256 entry) internal _entries;
     // keccak256 of each segment's words as the client sent them, for the close to check against.
     mapping(address client => mapping(uint256 segment => bytes32 wordsHash)) internal _segmentHashes;
@@ -148,6 +161,11 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     mapping(address client => bytes32 publicKey) internal _publicKeys;
     // round << 128 | weight sum of the round's masked submissions.
     uint256 internal _maskedWeight;
+    // Privacy ledger: one participation's RDP per order and the per-order conversion term, and
+    // each client's participations (every participation has the same curve).
+    uint256[] internal _rdpPerParticipation;
+    uint256[] internal _rdpConversion;
+    mapping(address client => uint256 count) internal _participations;
 
     // ---------------------------------------------------------------- guards
 
@@ -194,7 +212,12 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     /// The current model's `segment` in memory: a pointer to its words, then (guard on) its
     /// direction entries.
     function _readChunk(uint256 segment) internal view returns (uint256 words) {
-        bytes memory data = SSTORE2.read(_chunks[segment * 2 + _currentSet]);
+        return _readChunkOf(segment, _currentSet);
+    }
+
+    /// Segment `segment` of pointer set `set` in memory (see `_readChunk`).
+    function _readChunkOf(uint256 segment, uint256 set) internal view returns (uint256 words) {
+        bytes memory data = SSTORE2.read(_chunks[segment * 4 + set]);
         assembly ("memory-safe") {
             words := add(data, 0x20)
         }
@@ -213,7 +236,17 @@ abstract contract CoordinatorBase is CoordinatorTypes {
             mcopy(add(data, 0x20), words, shl(5, count))
             if dirWords { mcopy(add(data, add(0x20, shl(5, count))), directions, shl(5, dirWords)) }
         }
-        _chunks[segment * 2 + set] = SSTORE2.write(data);
+        address pointer = SSTORE2.write(data);
+        _chunks[segment * 4 + set] = pointer;
+        if (_checkpointDue(set)) _chunks[segment * 4 + CHECKPOINT_SET] = pointer;
+    }
+
+    /// Whether a segment written into pointer set `set` also becomes the drift bound's
+    /// checkpoint: the initial model, and the model that ends every window of `driftWindow` rounds.
+    function _checkpointDue(uint256 set) internal view returns (bool) {
+        if (_config.maxDrift == 0) return false;
+        uint256 round = _round.number;
+        return round == 0 ? set == _currentSet : round % _config.driftWindow == 0;
     }
 
     /// The model hash is a chain over the segments: `h = keccak256(h || keccak256(words of
@@ -420,23 +453,27 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         progress.done = segment;
     }
 
-    /// Finishes the caller's submission once every segment is in: registers it for the close
-    /// when it counts, and settles it.
+    /// Finishes the caller's submission once every segment is in: charges its privacy budget,
+    /// registers it for the close when it counts, and settles it.
     function _complete(RoundState memory state, Progress memory progress) internal {
+        _chargePrivacy(msg.sender);
         if (!progress.leftOut) {
             if (state.entries >= _config.targetSubmissions) revert CoordinatorRoundFull(state.number, state.entries);
-            _entries[state.entries] = uint256(uint160(msg.sender)) | (progress.sampleCount << 160);
+            _entries[state.entries] = uint256(uint160(msg.sender)) | (progress.sampleCount << 160)
+                | (progress.distance < _config.minRewardDistance ? ENTRY_FREE_RIDER : 0);
             ++state.entries;
         }
         ++state.completed;
         _settle(state.number, msg.sender, progress);
     }
 
-    /// Credits a measured update its tier's reward (nothing when it is left out) and emits
-    /// `SubmissionAccepted`.
+    /// Credits a measured update its tier's reward by its distance from the current model
+    /// (nothing when it is left out, or with RewardReference Aggregate: the close pays then) and
+    /// emits `SubmissionAccepted`.
     function _settle(uint256 round, address client, Progress memory progress) internal {
         bool counted = !progress.leftOut;
-        (uint8 tier, uint256 reward) = counted ? _reward(client, progress.distance) : (NO_TIER, 0);
+        bool paidNow = counted && _config.rewardReference == RewardReference.Current;
+        (uint8 tier, uint256 reward) = paidNow ? _reward(client, progress.distance) : (NO_TIER, 0);
         emit SubmissionAccepted(
             round,
             client,
@@ -454,7 +491,7 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     /// The tier of `total` and what was credited for it to `client`.
     function _reward(address client, uint256 total) internal returns (uint8 tier, uint256 reward) {
         tier = NO_TIER;
-        if (total < _config.minRewardDistance) return (tier, 0);
+        if (total < _config.minRewardDistance) return (tier, 0); // the free-rider guard
         uint256 tiers = _tierThresholds.length;
         for (uint256 i = 0; i < tiers; ++i) {
             if (total <= _tierThresholds[i]) {
@@ -474,6 +511,29 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         if (credited > 0) {
             _credits[account] += credited;
             _totalCredited += uint128(credited);
+        }
+    }
+
+    /// Records one participation of `client` against its privacy budget, or reverts when it
+    /// would exceed it (no ledger: nothing to do).
+    function _chargePrivacy(address client) internal {
+        uint256 budget = _config.epsilonBudget;
+        if (budget == 0) return;
+        uint256 count = _participations[client] + 1;
+        uint256 epsilon = _epsilonAfter(count);
+        if (epsilon > budget) revert CoordinatorPrivacyBudgetExceeded(client, epsilon, budget);
+        _participations[client] = count;
+    }
+
+    /// Epsilon (1e-6 units) after `count` participations: RDP composes additively at each order,
+    /// and the conversion at delta is the minimum over the orders of `rdp + conversion`.
+    function _epsilonAfter(uint256 count) internal view returns (uint256 epsilon) {
+        if (count == 0) return 0;
+        epsilon = type(uint256).max;
+        uint256 orders = _rdpPerParticipation.length;
+        for (uint256 k = 0; k < orders; ++k) {
+            uint256 candidate = count * _rdpPerParticipation[k] + _rdpConversion[k];
+            if (candidate < epsilon) epsilon = candidate;
         }
     }
 

@@ -27,6 +27,12 @@ interface CoordinatorTypes {
         SecureAggregation // `submitMasked`: pairwise masks that cancel in the sum
     }
 
+    /// @notice What a submission's reward distance is measured from.
+    enum RewardReference {
+        Current, // the model at submit time: paid on submit (the seed paper's rule)
+        Aggregate // the round's new model: measured and paid by the close
+    }
+
     /// @notice Where the open round is in its life cycle.
     enum Phase {
         Setup, // the initial model is being loaded
@@ -61,6 +67,14 @@ interface CoordinatorTypes {
         uint256 relayFee; // wei credited from the pool per relayed update a close carries (per segment)
         uint256 commitBond; // CommitReveal: wei a commitment locks until its reveal
         uint256 txGasCap; // per-transaction gas cap the configuration must fit (EIP-7825)
+        RewardReference rewardReference;
+        uint256 maxShareBps; // SampleWeighted: cap of one update's share of a round's weight (0: off)
+        uint256 maxStep; // quanta a weight may move in one round (0: off)
+        uint256 maxDrift; // quanta a weight may move from the window's checkpoint (0: off)
+        uint256 driftWindow; // rounds per checkpoint (with maxDrift)
+        uint256[] rdpPerParticipation; // privacy ledger: RDP of one participation per order, 1e-6 units
+        uint256[] rdpConversion; // per order: the term that turns RDP into epsilon at delta, 1e-6 units
+        uint256 epsilonBudget; // privacy ledger: largest epsilon a client may spend, 1e-6 units (0: off)
     }
 
     /// @notice The units that carry the submission paths, each a contract of its own that the
@@ -161,6 +175,9 @@ interface CoordinatorTypes {
     error CoordinatorCohortIncomplete(uint256 registered, uint256 required);
     /// @notice A unit was called directly; units only run through the coordinator.
     error CoordinatorUnitCalledDirectly();
+    /// @notice A participation of `client` would spend `epsilon` (1e-6 units) of its privacy
+    /// budget `budget`.
+    error CoordinatorPrivacyBudgetExceeded(address client, uint256 epsilon, uint256 budget);
 
     // ---------------------------------------------------------------- events
 
@@ -175,10 +192,20 @@ interface CoordinatorTypes {
     /// or a masked client dropped out); `submissions` had been counted.
     event RoundAbandoned(uint256 indexed round, uint256 submissions);
     /// @notice `closer` wrote segment `segment` of round `round`'s new model from `entries`
-    /// updates (`relayed` of them carried in this transaction) and was credited `fee` wei.
+    /// updates (`relayed` of them carried in this transaction) and was credited `fee` wei;
+    /// `clamped` weights were held back by the step or drift bound.
     event SegmentClosed(
-        uint256 indexed round, uint256 segment, address indexed closer, uint256 entries, uint256 relayed, uint256 fee
+        uint256 indexed round,
+        uint256 segment,
+        address indexed closer,
+        uint256 entries,
+        uint256 relayed,
+        uint256 fee,
+        uint256 clamped
     );
+    /// @notice RewardReference Aggregate: `client`'s round-`round` update lies `distance` from the
+    /// round's new model; it was credited `reward` wei (`tier` 255: none).
+    event RewardSettled(uint256 indexed round, address indexed client, uint256 distance, uint8 tier, uint256 reward);
     /// @notice `relayer` registered `client`'s signed round-`round` update (its words follow in
     /// the close, which measures and pays it).
     event UpdateRelayed(uint256 indexed round, address indexed client, address indexed relayer, uint256 sampleCount);

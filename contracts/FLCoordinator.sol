@@ -43,9 +43,9 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     // closes under them).
     uint256 private constant CLOSE_FIXED_GAS = 250_000;
     uint256 private constant CLOSE_UPDATE_GAS = 90_000; // an update's books; a relayed one's reward
-    uint256 private constant CLOSE_UPDATE_WORD_GAS = 160; // hash, sum; a relayed one's range and distance
+    uint256 private constant CLOSE_UPDATE_WORD_GAS = 300; // hash, sum, distances (relayed, aggregate)
     uint256 private constant CLOSE_ACC_WORD_GAS = 60; // per update word and accumulator word
-    uint256 private constant CLOSE_WORD_GAS = 1_500; // averaging and direction, per word
+    uint256 private constant CLOSE_WORD_GAS = 2_500; // averaging, step bounds and direction, per word
     uint256 private constant CODE_DEPOSIT_GAS = 200; // per byte of an SSTORE2 chunk
 
     // ---------------------------------------------------------------- units
@@ -102,6 +102,14 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         config.closeFee = uint128(params.closeFee);
         config.relayFee = uint128(params.relayFee);
         config.commitBond = uint128(params.commitBond);
+        config.rewardReference = params.rewardReference;
+        config.maxShareBps = uint16(params.maxShareBps);
+        config.maxStep = uint16(params.maxStep);
+        config.maxDrift = uint16(params.maxDrift);
+        config.driftWindow = uint32(params.driftWindow);
+        config.epsilonBudget = uint64(params.epsilonBudget);
+        _rdpPerParticipation = params.rdpPerParticipation;
+        _rdpConversion = params.rdpConversion;
         _checkTransactionLimits(params, perSegment, config.accBits / 16);
         _tierThresholds = params.tierThresholds;
         _tierRewards = params.tierRewards;
@@ -556,7 +564,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
 
     /// @notice The SSTORE2 contract holding segment `segment` of the global model.
     function modelChunk(uint256 segment) external view returns (address) {
-        return _chunks[segment * 2 + _currentSet];
+        return _chunks[segment * 4 + _currentSet];
     }
 
     // ---------------------------------------------------------------- free reads: money
@@ -735,6 +743,56 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     /// Round 1 has no step yet, so every update passes; -10000 turns the guard off.
     function minAlignment() external view returns (int256) {
         return _config.minAlignment;
+    }
+
+    /// @notice What a reward's distance is measured from: the current model (paid on submit) or
+    /// the round's new model (paid by the close).
+    function rewardReference() external view returns (RewardReference) {
+        return _config.rewardReference;
+    }
+
+    /// @notice SampleWeighted: the largest share of a round's weight one update may hold, in basis
+    /// points (0: no cap).
+    function maxShareBps() external view returns (uint256) {
+        return _config.maxShareBps;
+    }
+
+    /// @notice Quanta a weight may move in one round (0: no bound); a close clamps the rest.
+    function maxStep() external view returns (uint256) {
+        return _config.maxStep;
+    }
+
+    /// @notice Quanta a weight may move from the checkpoint, the model that began the current
+    /// window of `driftWindow` rounds (0: no bound); a close clamps the rest.
+    function maxDrift() external view returns (uint256) {
+        return _config.maxDrift;
+    }
+
+    /// @notice Rounds per drift window: the model closing a round whose number is a multiple of
+    /// it becomes the next checkpoint.
+    function driftWindow() external view returns (uint256) {
+        return _config.driftWindow;
+    }
+
+    /// @notice The privacy ledger: one participation's RDP per order, the per-order conversion
+    /// term at the deployment's delta, and the epsilon budget (all in 1e-6 units; budget 0: off).
+    function privacyLedger()
+        external
+        view
+        returns (uint256[] memory rdpPerParticipation, uint256[] memory rdpConversion, uint256 epsilonBudget)
+    {
+        return (_rdpPerParticipation, _rdpConversion, _config.epsilonBudget);
+    }
+
+    /// @notice Participations `account` has spent against its privacy budget.
+    function participations(address account) external view returns (uint256) {
+        return _participations[account];
+    }
+
+    /// @notice The epsilon (1e-6 units, at the deployment's delta) `account` has spent: the
+    /// minimum over the ledger's orders of its composed RDP plus the order's conversion term.
+    function epsilonSpent(address account) external view returns (uint256) {
+        return _epsilonAfter(_participations[account]);
     }
 
     /// @notice SecureAggregation: bits per lane of the masked sums (16, 32, 64 or 128).
@@ -918,6 +976,13 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         if (p.closeFee > type(uint128).max) revert CoordinatorInvalidParameter("closeFee", p.closeFee);
         if (p.relayFee > type(uint128).max) revert CoordinatorInvalidParameter("relayFee", p.relayFee);
+        if (p.maxShareBps > 10_000) revert CoordinatorInvalidParameter("maxShareBps", p.maxShareBps);
+        if (p.maxStep >= PackedVectors.OFFSET) revert CoordinatorInvalidParameter("maxStep", p.maxStep);
+        if (p.maxDrift >= PackedVectors.OFFSET) revert CoordinatorInvalidParameter("maxDrift", p.maxDrift);
+        if (p.maxDrift != 0 && (p.driftWindow == 0 || p.driftWindow > type(uint32).max)) {
+            revert CoordinatorInvalidParameter("driftWindow", p.driftWindow);
+        }
+        _validateLedger(p);
         if (p.mode == Mode.SecureAggregation) {
             // Masks cancel only in the sum of the whole cohort; masked words carry no distance.
             if (p.minSubmissions != p.targetSubmissions) {
@@ -930,6 +995,27 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
                 revert CoordinatorInvalidParameter("distanceBounds", 0);
             }
             if (p.minAlignment != ALIGNMENT_OFF) revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
+            if (p.rewardReference != RewardReference.Current) {
+                revert CoordinatorInvalidParameter("rewardReference", uint256(p.rewardReference));
+            }
+        }
+    }
+
+    /// The privacy ledger: as many conversion terms as RDP orders (at most 32), a budget exactly
+    /// when there are orders, every value below 2**64.
+    function _validateLedger(Parameters memory p) private pure {
+        uint256 orders = p.rdpPerParticipation.length;
+        if (orders > 32 || p.rdpConversion.length != orders) {
+            revert CoordinatorInvalidParameter("rdpConversion", p.rdpConversion.length);
+        }
+        if (p.epsilonBudget > type(uint64).max || (orders == 0) != (p.epsilonBudget == 0)) {
+            revert CoordinatorInvalidParameter("epsilonBudget", p.epsilonBudget);
+        }
+        for (uint256 k = 0; k < orders; ++k) {
+            if (p.rdpPerParticipation[k] > type(uint64).max) {
+                revert CoordinatorInvalidParameter("rdpPerParticipation", k);
+            }
+            if (p.rdpConversion[k] > type(uint64).max) revert CoordinatorInvalidParameter("rdpConversion", k);
         }
     }
 }

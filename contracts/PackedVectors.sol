@@ -101,8 +101,8 @@ library PackedVectors {
 
     /// @notice The L1 distance between `model` and `update`, split by the direction entry
     /// `entry` of the last global step: `along` sums the lanes that moved the way that step moved
-    /// them, `against` the lanes that moved the other way (lanes the step left alone are in
-    /// neither).
+    /// them, `against` every other lane (moved the other way, or moved where the step left the
+    /// weight alone).
     function directionalL1(uint256 model, uint256 update, uint256 entry)
         internal
         pure
@@ -150,9 +150,10 @@ library PackedVectors {
             uint256 diff = ((forward & select) | (backward & ~select)) & LOW16_OF_32;
             uint256 raised = lowered ^ ONE_OF_32;
             uint256 alongLanes = ((up & raised) | (down & lowered)) * 0xFFFF;
-            uint256 againstLanes = ((down & raised) | (up & lowered)) * 0xFFFF;
             along = ((diff & alongLanes) * ONE_OF_32) >> 224;
-            against = ((diff & againstLanes) * ONE_OF_32) >> 224;
+            // Every other move counts against, the moves of weights the step left alone included:
+            // an update cannot hide its push in the weights the guard has no direction for.
+            against = ((diff * ONE_OF_32) >> 224) - along;
         }
     }
 
@@ -450,6 +451,88 @@ library PackedVectors {
                 }
             }
         }
+    }
+
+    /// @notice Bounds the step of a new segment, lane by lane, in place: each weight of the
+    /// `count` words at memory `next` is clamped to within `maxStep` of the current model's
+    /// (`current`) and within `maxDrift` of the checkpoint's (`checkpoint`); a bound of 0 is off.
+    /// @return clamped The number of weights that were moved back.
+    /// @dev The two intervals always meet (the current model lies within `maxDrift` of the
+    /// checkpoint: it was clamped so, or it is the checkpoint), and they lie within the weights'
+    /// range whenever the new weight does, so the result stays a valid weight.
+    function clampStep(uint256 next, uint256 current, uint256 checkpoint, uint256 count, uint256 maxStep, uint256 maxDrift)
+        internal
+        pure
+        returns (uint256 clamped)
+    {
+        assembly ("memory-safe") {
+            let noStep := iszero(maxStep)
+            let noDrift := iszero(maxDrift)
+            for { let j := 0 } lt(j, count) { j := add(j, 1) } {
+                let offset := shl(5, j)
+                let n := mload(add(next, offset))
+                let o := mload(add(current, offset))
+                let k := mload(add(checkpoint, offset))
+                let word := 0
+                for { let shift := 0 } lt(shift, 256) { shift := add(shift, 16) } {
+                    let v := and(shr(shift, n), 0xFFFF)
+                    let low := 0
+                    let high := 0xFFFF
+                    if iszero(noStep) {
+                        let a := and(shr(shift, o), 0xFFFF)
+                        if gt(a, maxStep) { low := sub(a, maxStep) }
+                        high := add(a, maxStep)
+                    }
+                    if iszero(noDrift) {
+                        let b := and(shr(shift, k), 0xFFFF)
+                        if gt(b, maxDrift) { if gt(sub(b, maxDrift), low) { low := sub(b, maxDrift) } }
+                        if lt(add(b, maxDrift), high) { high := add(b, maxDrift) }
+                    }
+                    if lt(v, low) {
+                        v := low
+                        clamped := add(clamped, 1)
+                    }
+                    if gt(v, high) {
+                        v := high
+                        clamped := add(clamped, 1)
+                    }
+                    word := or(word, shl(shift, v))
+                }
+                mstore(add(next, offset), word)
+            }
+        }
+    }
+
+    /// @notice The weight cap that keeps every one of `weights` at most `shareBps` basis points of
+    /// their capped total: the largest weights are lowered to a common cap `T` with
+    /// `T = floor(shareBps * U / (10000 - shareBps * c))`, `c` the number of weights capped and `U`
+    /// the sum of the others, for the smallest `c` whose uncapped weights all fit under `T`. When no
+    /// `c` works (`shareBps * n < 10000`: even equal weights hold more), the smallest weight: every
+    /// weight becomes equal. Returns at least the largest weight when nothing needs capping.
+    /// @dev Sorts a copy (insertion sort: a round has at most `targetSubmissions` updates).
+    function shareCap(uint256[] memory weights, uint256 shareBps) internal pure returns (uint256) {
+        uint256 n = weights.length;
+        if (n == 0) return 0;
+        uint256[] memory sorted = new uint256[](n);
+        uint256 total = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 w = weights[i];
+            total += w;
+            uint256 j = i;
+            while (j > 0 && sorted[j - 1] < w) {
+                sorted[j] = sorted[j - 1];
+                --j;
+            }
+            sorted[j] = w;
+        }
+        uint256 capped = 0; // the sum of the c largest
+        for (uint256 c = 0; c < n; ++c) {
+            if (shareBps * c >= 10_000) break;
+            uint256 cap = (shareBps * (total - capped)) / (10_000 - shareBps * c);
+            if (sorted[c] <= cap) return c == 0 ? sorted[0] : cap;
+            capped += sorted[c];
+        }
+        return sorted[n - 1];
     }
 
     /// @notice Rounds `sum / total` to the nearest integer, ties away from zero.

@@ -69,14 +69,16 @@ def step_signs(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 def directional_l1(model: np.ndarray, update: np.ndarray, step: np.ndarray) -> tuple[int, int]:
     """The L1 distance from ``model`` to ``update`` split by the last global step ``step``
-    (:func:`step_signs`): ``(along, against)``, the weights moved the same way and the other way.
-    Weights the step left alone count in neither."""
+    (:func:`step_signs`): ``(along, against)``, the weights moved the way the step moved them,
+    and every other move, those of weights the step left alone included (so that an update cannot
+    hide a push in the weights the guard has no direction for)."""
     if not model.shape == update.shape == step.shape:
         raise ShapeError(f"shapes differ: {model.shape}, {update.shape}, {step.shape}")
     diff = update.astype(np.int64) - model.astype(np.int64)
     moved = np.sign(diff) * step
     magnitude = np.abs(diff)
-    return int(magnitude[moved > 0].sum()), int(magnitude[moved < 0].sum())
+    along = int(magnitude[moved > 0].sum())
+    return along, int(magnitude.sum()) - along
 
 
 def aligned(along: int, against: int, min_alignment_bps: int) -> bool:
@@ -108,3 +110,58 @@ def reward_tier(
         if dist <= threshold:
             return TierDecision(index, int(amount))
     return TierDecision(NO_TIER, 0)
+
+
+def share_cap(weights: Sequence[int], share_bps: int) -> int:
+    """The contract's weight cap (``PackedVectors.shareCap``): the largest weights are lowered to a
+    common cap ``T = floor(share_bps * U / (10000 - share_bps * c))``, ``c`` the number capped and
+    ``U`` the sum of the others, for the smallest ``c`` whose other weights all fit under ``T``;
+    when none works, the smallest weight (every weight becomes equal); when nothing needs capping,
+    the largest weight."""
+    if not weights:
+        return 0
+    ordered = sorted((int(w) for w in weights), reverse=True)
+    total = sum(ordered)
+    capped = 0
+    for c, weight in enumerate(ordered):
+        if share_bps * c >= 10_000:
+            break
+        cap = share_bps * (total - capped) // (10_000 - share_bps * c)
+        if weight <= cap:
+            return ordered[0] if c == 0 else cap
+        capped += weight
+    return ordered[-1]
+
+
+def capped_weights(weights: Sequence[int], share_bps: int) -> list[int]:
+    """Each weight after :func:`share_cap` (``share_bps`` 0: unchanged)."""
+    if share_bps == 0:
+        return [int(w) for w in weights]
+    cap = share_cap(weights, share_bps)
+    return [min(int(w), cap) for w in weights]
+
+
+def clamp_step(
+    new: np.ndarray,
+    current: np.ndarray,
+    checkpoint: np.ndarray | None,
+    *,
+    max_step: int,
+    max_drift: int,
+) -> tuple[np.ndarray, int]:
+    """The contract's step bounds: each weight of ``new`` within ``max_step`` of ``current`` and
+    within ``max_drift`` of ``checkpoint`` (0: that bound is off); the clamped vector and how many
+    weights were moved back."""
+    value = new.astype(np.int64)
+    low = np.full(value.shape, np.iinfo(np.int64).min, dtype=np.int64)
+    high = np.full(value.shape, np.iinfo(np.int64).max, dtype=np.int64)
+    if max_step:
+        low = np.maximum(low, current.astype(np.int64) - max_step)
+        high = np.minimum(high, current.astype(np.int64) + max_step)
+    if max_drift:
+        if checkpoint is None:
+            raise ValueError("max_drift needs a checkpoint")
+        low = np.maximum(low, checkpoint.astype(np.int64) - max_drift)
+        high = np.minimum(high, checkpoint.astype(np.int64) + max_drift)
+    clamped = np.clip(value, low, high)
+    return clamped, int(np.count_nonzero(clamped != value))

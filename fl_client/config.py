@@ -138,6 +138,11 @@ class ContractConfig:
     close_fee_wei: int = 10**14
     relay_fee_wei: int = 10**13
     commit_bond_wei: int = 10**15
+    reward_reference: str = "current"
+    max_share_bps: int = 0
+    max_step: int = 0
+    max_drift: int = 0
+    drift_window: int = 0
 
     def __post_init__(self) -> None:
         if (
@@ -157,6 +162,10 @@ class ContractConfig:
             )
         if self.distance not in ("l1", "squared_l2"):
             raise ConfigError(f"contract.distance must be l1 or squared_l2, got {self.distance!r}")
+        if self.reward_reference not in ("current", "aggregate"):
+            raise ConfigError(
+                f"contract.reward_reference must be current or aggregate, got {self.reward_reference!r}"
+            )
         if self.words_per_segment != "auto" and (
             isinstance(self.words_per_segment, bool)
             or not isinstance(self.words_per_segment, int)

@@ -25,6 +25,7 @@ from fl_client.chain import (
     CoordinatorView,
     RoundInfo,
     read_model_words,
+    reward_settled,
     round_closed_in,
     settlement_receipt,
     submissions_in,
@@ -192,6 +193,13 @@ class Participant:
             and receipt["from"] == self.account
         ):
             self._closed.add(round_number)
+        distance, tier, reward = record.distance, record.tier, record.reward_wei
+        if self.view.reward_reference == "aggregate" and record.counted:
+            # The close measures the update against the round's new model and pays then.
+            settled = reward_settled(self.contract, self.account, round_number)
+            if settled is None:
+                return None
+            distance, tier, reward = settled.distance, settled.tier, settled.reward_wei
         return RoundOutcome(
             round_number=round_number,
             client_id=self.client_id,
@@ -200,9 +208,9 @@ class Participant:
             sample_count=record.sample_count,
             train_loss=trained.loss,
             clipped=trained.quantized.clipped,
-            distance=record.distance,
-            tier=record.tier,
-            reward_wei=record.reward_wei,
+            distance=distance,
+            tier=tier,
+            reward_wei=reward,
             counted=record.counted,
             relayed=record.relayed,
             gas_used=self._gas.get(round_number, 0),

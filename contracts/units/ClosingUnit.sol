@@ -24,6 +24,7 @@ contract ClosingUnit is CoordinatorBase {
         uint256 count; // words in the segment
         uint256 model; // memory: the current model's segment (words, then direction entries)
         uint256 sources; // memory: (calldata offset, weight) of each update summed
+        uint256 indexes; // memory: the entry index of each update summed
         uint256 start; // calldata offset of the first word
         uint256 cursor; // calldata offset of the next update's words
         uint256 end; // calldata offset past the last word
@@ -56,11 +57,12 @@ contract ClosingUnit is CoordinatorBase {
         _takeEntries(c, state, omitted);
         if (c.cursor != c.end) revert CoordinatorWrongLength((c.cursor - c.start) / 32, words.length);
 
-        bytes32 wordsHash = _writeNext(c);
+        (bytes32 wordsHash, uint256 clamped) = _writeNext(c);
         uint256 fee = _credit(msg.sender, _config.closeFee + _config.relayFee * c.relayedIncluded);
-        emit SegmentClosed(round, segment, msg.sender, c.included, c.relayedIncluded, fee);
+        emit SegmentClosed(round, segment, msg.sender, c.included, c.relayedIncluded, fee, clamped);
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {
+            if (_config.rewardReference == RewardReference.Aggregate) _settleAggregate(state);
             _finishRound(state, chain);
         } else {
             _pendingHash = chain;
@@ -91,10 +93,13 @@ contract ClosingUnit is CoordinatorBase {
     {
         (, uint256 count) = _segmentBounds(segment);
         uint256[] memory sources = new uint256[](2 * maxUpdates);
+        uint256[] memory indexes = new uint256[](maxUpdates);
         uint256 sourcesPointer;
+        uint256 indexesPointer;
         uint256 start;
         assembly ("memory-safe") {
             sourcesPointer := add(sources, 0x20)
+            indexesPointer := add(indexes, 0x20)
             start := words.offset
         }
         c.round = round;
@@ -102,6 +107,7 @@ contract ClosingUnit is CoordinatorBase {
         c.count = count;
         c.model = _readChunk(segment);
         c.sources = sourcesPointer;
+        c.indexes = indexesPointer;
         c.start = start;
         c.cursor = start;
         c.end = start + words.length * 32;
@@ -133,7 +139,7 @@ contract ClosingUnit is CoordinatorBase {
                 revert CoordinatorWordsMismatch(index, client);
             }
             if (entry & ENTRY_RELAYED == 0) {
-                _sum(c, data, uint32(entry >> 160));
+                _sum(c, data, uint32(entry >> 160), index);
             } else {
                 if (measure.count == 0) measure = _prepareMeasure(c.segment, c.count, c.model);
                 _takeRelayed(c, measure, state, index, entry, data);
@@ -170,8 +176,11 @@ contract ClosingUnit is CoordinatorBase {
             _entries[index] = entry | ENTRY_DROPPED;
             progress.done = _config.numSegments;
         } else {
-            _sum(c, data, progress.sampleCount);
+            _sum(c, data, progress.sampleCount, index);
             ++c.relayedIncluded;
+            if (progress.done == _config.numSegments && progress.distance < _config.minRewardDistance) {
+                _entries[index] = entry | ENTRY_FREE_RIDER;
+            }
         }
         if (progress.done == _config.numSegments) _settle(state.number, client, progress);
         _progress[client] = _pack(progress);
@@ -188,40 +197,123 @@ contract ClosingUnit is CoordinatorBase {
         _settle(state.number, client, progress);
     }
 
-    /// Adds the update at calldata `data` to the ones the segment's average is taken over.
-    function _sum(Close memory c, uint256 data, uint256 sampleCount) private pure {
+    /// Adds the update at calldata `data` (entry `index`) to the ones the segment's average is
+    /// taken over.
+    function _sum(Close memory c, uint256 data, uint256 sampleCount, uint256 index) private pure {
         uint256 weight = c.mean ? 1 : sampleCount;
         uint256 slot = c.sources + c.included * 64;
+        uint256 indexSlot = c.indexes + c.included * 32;
         assembly ("memory-safe") {
             mstore(slot, data)
             mstore(add(slot, 0x20), weight)
+            mstore(indexSlot, index)
         }
         c.weightSum += weight;
         ++c.included;
     }
 
-    /// Writes the segment of the next model: the rounded mean of what was summed, or the current
-    /// segment as it is when nothing was (it then keeps the direction of the last step that moved
-    /// it). Returns the hash of its words.
-    function _writeNext(Close memory c) private returns (bytes32 wordsHash) {
+    /// Writes the segment of the next model: the rounded mean of what was summed (each update's
+    /// weight capped by `maxShareBps`, the step bounded by `maxStep` and `maxDrift`), or the
+    /// current segment as it is when nothing was (it then keeps the direction of the last step
+    /// that moved it). Returns the hash of its words and the number of weights the bounds held back.
+    function _writeNext(Close memory c) private returns (bytes32 wordsHash, uint256 clamped) {
         uint256 current = _currentSet;
+        uint256 segment = c.segment;
         if (c.weightSum == 0) {
-            _chunks[c.segment * 2 + (current ^ 1)] = _chunks[c.segment * 2 + current];
+            address pointer = _chunks[segment * 4 + current];
+            _chunks[segment * 4 + (current ^ 1)] = pointer;
+            if (_checkpointDue(current ^ 1)) _chunks[segment * 4 + CHECKPOINT_SET] = pointer;
             uint256 model = c.model;
             uint256 length = c.count * 32;
             assembly ("memory-safe") {
                 wordsHash := keccak256(model, length)
             }
-            return wordsHash;
+            return (wordsHash, 0);
         }
+        if (_config.maxShareBps != 0 && !c.mean) _capShares(c);
         uint256[] memory next = new uint256[](c.count);
         uint256 out;
         assembly ("memory-safe") {
             out := add(next, 0x20)
         }
         PackedVectors.averageOf(c.sources, c.included, c.count, _config.accBits, c.weightSum, out);
+        uint256 maxStep = _config.maxStep;
+        uint256 maxDrift = _config.maxDrift;
+        if (maxStep != 0 || maxDrift != 0) {
+            uint256 checkpoint = maxDrift == 0 ? c.model : _readChunkOf(segment, CHECKPOINT_SET);
+            clamped = PackedVectors.clampStep(out, c.model, checkpoint, c.count, maxStep, maxDrift);
+        }
+        if (_config.rewardReference == RewardReference.Aggregate) _measureToNext(c, out);
         uint256 directions = _directionGuard() ? _directions(c.model, out, c.count) : 0;
-        return _writeChunk(c.segment, current ^ 1, out, c.count, directions);
+        wordsHash = _writeChunk(segment, current ^ 1, out, c.count, directions);
+    }
+
+    /// Caps each summed update's weight so that none holds more than `maxShareBps` of the
+    /// segment's total (water-filling: the largest weights are lowered to a common cap `T` with `T
+    /// = maxShareBps / 10000 * sum(min(w, T))`, the smallest cap that needs; when even equal
+    /// weights cannot meet the share, every update weighs the same).
+    function _capShares(Close memory c) private view {
+        uint256 n = c.included;
+        uint256[] memory weights = new uint256[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            weights[i] = _weightAt(c, i);
+        }
+        uint256 cap = PackedVectors.shareCap(weights, _config.maxShareBps);
+        uint256 total = 0;
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 w = weights[i] < cap ? weights[i] : cap;
+            uint256 slot = c.sources + i * 64 + 32;
+            assembly ("memory-safe") {
+                mstore(slot, w)
+            }
+            total += w;
+        }
+        c.weightSum = total;
+    }
+
+    function _weightAt(Close memory c, uint256 i) private pure returns (uint256 weight) {
+        uint256 slot = c.sources + i * 64 + 32;
+        assembly ("memory-safe") {
+            weight := mload(slot)
+        }
+    }
+
+    /// RewardReference Aggregate: adds each summed update's distance from the new segment to its
+    /// entry (paid when the last segment closes).
+    function _measureToNext(Close memory c, uint256 next) private {
+        Measure memory m = _prepareMeasure(c.segment, c.count, next);
+        bool squared = _config.distance == Distance.SquaredL2;
+        for (uint256 i = 0; i < c.included; ++i) {
+            uint256 data;
+            uint256 index;
+            uint256 slot = c.sources + i * 64;
+            uint256 indexSlot = c.indexes + i * 32;
+            assembly ("memory-safe") {
+                data := mload(slot)
+                index := mload(indexSlot)
+            }
+            uint256 distance_;
+            if (squared) {
+                distance_ = PackedVectors.measureSquaredL2(data, c.count, next);
+            } else {
+                (distance_,) = PackedVectors.measureL1(data, c.count, m.shiftedModel, m.maxAbs16, m.spare16);
+            }
+            _entries[index] += distance_ << ENTRY_DISTANCE_SHIFT;
+        }
+    }
+
+    /// RewardReference Aggregate: pays every entry still in the round by its distance from the
+    /// new model (the free-rider guard still applies to its distance from the old one).
+    function _settleAggregate(RoundState memory state) private {
+        uint256 count = state.entries;
+        for (uint256 index = 0; index < count; ++index) {
+            uint256 entry = _entries[index];
+            if (entry & ENTRY_DROPPED != 0) continue;
+            address client = address(uint160(entry));
+            uint256 distance_ = entry >> ENTRY_DISTANCE_SHIFT;
+            (uint8 tier, uint256 reward) = entry & ENTRY_FREE_RIDER != 0 ? (NO_TIER, 0) : _reward(client, distance_);
+            emit RewardSettled(state.number, client, distance_, tier, reward);
+        }
     }
 
     /// The direction entries of the step from the words at memory `before` to those at `next`

@@ -50,6 +50,7 @@ contract RelayUnit is CoordinatorBase {
         _checkSampleCount(update.sampleCount);
         if (_unpack(_progress[client]).round == round) revert CoordinatorUpdateReplayed(client, round);
         if (state.entries >= _config.targetSubmissions) revert CoordinatorRoundFull(round, state.entries);
+        _chargePrivacy(client);
 
         for (uint256 s = 0; s < segments; ++s) {
             _segmentHashes[client][s] = update.segmentHashes[s];

@@ -43,6 +43,7 @@ contract SecureAggregationUnit is CoordinatorBase {
         if (_publicKeys[msg.sender] == bytes32(0)) revert CoordinatorNotRegistered(msg.sender);
         _checkSampleCount(sampleCount);
         if (_unpack(_progress[msg.sender]).round == round) revert CoordinatorAlreadySubmitted(round, msg.sender);
+        _chargePrivacy(msg.sender);
         uint256 bits = _config.laneBits;
         uint256 expected = uint256(_config.numWords) * (bits / 16);
         if (words.length != expected) revert CoordinatorWrongLength(expected, words.length);

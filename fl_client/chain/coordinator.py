@@ -112,6 +112,7 @@ class CoordinatorView:
     sample_weighted: bool
     close_window: int
     commit_bond: int
+    reward_reference: str = "current"
 
     @classmethod
     def read(cls, chain: Chain, contract: Contract) -> CoordinatorView:
@@ -134,6 +135,7 @@ class CoordinatorView:
             sample_weighted=int(f.aggregation().call()) == 1,
             close_window=int(f.closeWindow().call()),
             commit_bond=int(f.commitBond().call()),
+            reward_reference=("current", "aggregate")[int(f.rewardReference().call())],
         )
 
 
@@ -205,6 +207,31 @@ def submissions_in(contract: Contract, receipt: TxReceipt) -> list[SubmissionRec
             )
         )
     return records
+
+
+@dataclass(frozen=True)
+class RewardRecord:
+    """RewardReference Aggregate: what the close paid an update (``RewardSettled``)."""
+
+    round_number: int
+    client: str
+    distance: int  # from the round's new model
+    tier: int
+    reward_wei: int
+
+
+def reward_settled(contract: Contract, client: str, round_number: int) -> RewardRecord | None:
+    """The ``RewardSettled`` event of ``client`` in ``round_number``, if the close paid it."""
+    logs = contract.events.RewardSettled().get_logs(
+        from_block=round_opened_block(contract, round_number),
+        argument_filters={"client": client, "round": round_number},
+    )
+    if not logs:
+        return None
+    args = logs[-1]["args"]
+    return RewardRecord(
+        round_number, client, int(args["distance"]), int(args["tier"]), int(args["reward"])
+    )
 
 
 def round_closed_in(contract: Contract, receipt: TxReceipt) -> int | None:

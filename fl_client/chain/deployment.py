@@ -28,6 +28,7 @@ GAS_HEADROOM = 1.2  # estimate x this, capped at the per-transaction cap
 AGGREGATION_CODES = {"mean": 0, "sample_weighted": 1}
 DISTANCE_CODES = {"l1": 0, "squared_l2": 1}
 MODE_CODES = {"plain": 0, "commit_reveal": 1, "secure_aggregation": 2}
+REFERENCE_CODES = {"current": 0, "aggregate": 1}
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,14 @@ class DeployParams:
     relay_fee: int = 0
     commit_bond: int = 0
     tx_gas_cap: int = 16_777_216
+    reward_reference: str = "current"
+    max_share_bps: int = 0
+    max_step: int = 0
+    max_drift: int = 0
+    drift_window: int = 0
+    rdp_per_participation: tuple[int, ...] = ()
+    rdp_conversion: tuple[int, ...] = ()
+    epsilon_budget: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for the constructor."""
@@ -64,8 +73,11 @@ class DeployParams:
             aggregation = AGGREGATION_CODES[self.aggregation]
             distance = DISTANCE_CODES[self.distance]
             mode = MODE_CODES[self.mode]
+            reference = REFERENCE_CODES[self.reward_reference]
         except KeyError as exc:
-            raise ConfigError(f"unknown aggregation, distance or mode: {exc}") from None
+            raise ConfigError(
+                f"unknown aggregation, distance, mode or reward reference: {exc}"
+            ) from None
         return (
             self.num_weights,
             self.scale,
@@ -90,6 +102,14 @@ class DeployParams:
             self.relay_fee,
             self.commit_bond,
             self.tx_gas_cap,
+            reference,
+            self.max_share_bps,
+            self.max_step,
+            self.max_drift,
+            self.drift_window,
+            list(self.rdp_per_participation),
+            list(self.rdp_conversion),
+            self.epsilon_budget,
         )
 
     @classmethod
@@ -147,6 +167,11 @@ class DeployParams:
             relay_fee=contract.relay_fee_wei,
             commit_bond=contract.commit_bond_wei if contract.mode == "commit_reveal" else 0,
             tx_gas_cap=tx_gas_cap,
+            reward_reference=contract.reward_reference,
+            max_share_bps=contract.max_share_bps,
+            max_step=contract.max_step,
+            max_drift=contract.max_drift,
+            drift_window=contract.drift_window,
         )
 
 
