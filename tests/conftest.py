@@ -1,8 +1,9 @@
-"""Shared fixtures: one compile per run, one embedded chain, role accounts, snapshot isolation."""
+"""Shared fixtures: one compile per run, one embedded chain, role accounts, snapshot isolation,
+and the helpers every contract test uses to submit, relay and close."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -13,8 +14,20 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from fl_client.chain import Chain, DeployParams, connect, deploy, send
-from fl_client.codec import pack
+from fl_client.chain import (
+    Chain,
+    DeployParams,
+    SignedUpdate,
+    close_function,
+    connect,
+    deploy,
+    relay_function,
+    send,
+    sign_update,
+    submit_calls,
+    update_typed_data,
+)
+from fl_client.codec import pack, segment_hashes, split_segments, vector_hash
 from fl_client.compile import CompiledContract, compile_contracts
 from fl_client.config import load_config
 from fl_client.errors import ContractRevertError
@@ -34,12 +47,14 @@ def chain(compiled: dict[str, CompiledContract]) -> Chain:
     return connect("embedded", num_accounts=20)
 
 
-@pytest.fixture(autouse=False)
+@pytest.fixture
 def isolated(chain: Chain) -> Iterator[Chain]:
     """Run a test on a snapshot of the chain and roll everything back afterwards."""
     snapshot = chain.snapshot()
+    units = list(chain.units)
     yield chain
     chain.revert(snapshot)
+    chain.units = units  # units deployed inside the test are gone with the snapshot
 
 
 @pytest.fixture
@@ -64,6 +79,12 @@ def client_a(clients: list[str]) -> str:
 def client_b(clients: list[str]) -> str:
     """The second participant."""
     return clients[1]
+
+
+@pytest.fixture
+def relayer(chain: Chain) -> str:
+    """An account that relays signed updates and closes rounds."""
+    return chain.accounts[13]
 
 
 @pytest.fixture
@@ -96,6 +117,9 @@ def small_params(**changes: Any) -> DeployParams:
         words_per_segment=512,
         tier_thresholds=(1_000, 10_000, 50_000),
         tier_rewards=(300, 200, 100),
+        close_window=120,
+        close_fee=7,
+        relay_fee=3,
     )
     return replace(base, **changes)
 
@@ -107,9 +131,7 @@ DeployFactory = Callable[..., Contract]
 def deploy_coordinator(isolated: Chain, owner: str) -> DeployFactory:
     """Deploy a coordinator on the isolated chain: ``deploy_coordinator(pool_wei=..., **params)``."""
 
-    def factory(
-        *, pool_wei: int = 10**6, initial: np.ndarray | None = None, **changes: Any
-    ) -> Contract:
+    def factory(*, pool_wei: int = 10**6, initial: np.ndarray | None = None, **changes: Any) -> Contract:
         params = small_params(**changes)
         words = None if initial is None else pack(initial)
         return deploy(isolated, params, initial_words=words, pool_wei=pool_wei, deployer=owner)
@@ -146,6 +168,11 @@ def events(contract: Contract, name: str, receipt: TxReceipt) -> list[dict[str, 
     return [dict(entry["args"]) for entry in event().process_receipt(receipt, errors=DISCARD)]
 
 
+def words_per_segment(contract: Contract) -> int:
+    """The deployment's segment size (a free call)."""
+    return int(contract.functions.wordsPerSegment().call())
+
+
 def submit(
     chain: Chain,
     contract: Contract,
@@ -154,10 +181,101 @@ def submit(
     *,
     round_number: int = 1,
     sample_count: int = 1,
-    segment: int = 0,
-) -> TxReceipt:
-    """Submit the packed ``values`` (the whole vector, or a given segment's words are passed)."""
-    words = pack(values)
-    return send(
-        chain, contract.functions.submit(round_number, sample_count, segment, words), sender
+    start_segment: int = 0,
+) -> list[TxReceipt]:
+    """Submit the packed ``values`` directly, from ``start_segment`` on (as many segments per
+    transaction as fit); the receipts."""
+    calls = submit_calls(
+        contract,
+        sender,
+        round_number=round_number,
+        sample_count=sample_count,
+        words=pack(values),
+        words_per_segment=words_per_segment(contract),
+        start_segment=start_segment,
     )
+    return [send(chain, call.function, call.sender) for call in calls]
+
+
+def submit_segments(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    values: np.ndarray,
+    segments: Sequence[int],
+    *,
+    round_number: int = 1,
+    sample_count: int = 1,
+) -> TxReceipt:
+    """Submit exactly the given consecutive segments of ``values`` in one transaction."""
+    parts = split_segments(pack(values), words_per_segment(contract))
+    words = [w for s in segments for w in parts[s]]
+    function = contract.functions.submit(round_number, sample_count, segments[0], words)
+    return send(chain, function, sender)
+
+
+def signed(
+    chain: Chain,
+    contract: Contract,
+    client: str,
+    values: np.ndarray,
+    *,
+    round_number: int = 1,
+    sample_count: int = 1,
+) -> SignedUpdate:
+    """``client``'s update ``values`` signed for a relayer (EIP-712)."""
+    words = pack(values)
+    per_segment = words_per_segment(contract)
+    typed = update_typed_data(
+        chain_id=chain.chain_id(),
+        contract=str(contract.address),
+        round_number=round_number,
+        segments=int(contract.functions.numSegments().call()),
+        sample_count=sample_count,
+        words_hash=vector_hash(words, per_segment),
+    )
+    return SignedUpdate(
+        round_number=round_number,
+        client=client,
+        sample_count=sample_count,
+        segment_hashes=tuple(segment_hashes(words, per_segment)),
+        signature=sign_update(chain.signer(client), typed),
+        words=tuple(words),
+    )
+
+
+def relay(
+    chain: Chain, contract: Contract, sender: str, updates: Sequence[SignedUpdate], *, round_number: int = 1
+) -> TxReceipt:
+    """Register signed updates (``submitRelayed``) from ``sender``."""
+    return send(chain, relay_function(contract, round_number, updates), sender)
+
+
+def close_words(contract: Contract, vectors: Sequence[np.ndarray], segment: int) -> list[int]:
+    """Segment ``segment`` of each vector, concatenated (the calldata of a close, entries in order)."""
+    per_segment = words_per_segment(contract)
+    return [w for v in vectors for w in split_segments(pack(v), per_segment)[segment]]
+
+
+def close(
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    vectors: Sequence[np.ndarray],
+    *,
+    round_number: int = 1,
+    omitted: Sequence[int] = (),
+) -> list[TxReceipt]:
+    """Close the round: every segment, from ``vectors`` (the entries' updates in ``entries()``
+    order, the omitted ones left out)."""
+    receipts = []
+    for segment in range(int(contract.functions.numSegments().call())):
+        function = close_function(
+            contract,
+            round_number=round_number,
+            segment=segment,
+            words=close_words(contract, vectors, segment),
+            omitted=omitted if segment == 0 else (),
+        )
+        receipts.append(send(chain, function, sender))
+    return receipts
