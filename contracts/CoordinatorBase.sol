@@ -58,6 +58,20 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         uint32 driftWindow;
         // slot 6
         uint64 epsilonBudget; // 1e-6 units; 0: no privacy ledger
+        uint32 maxDropouts;
+        uint32 setupDuration;
+        uint32 recoveryDuration;
+    }
+
+    /// SecureAggregation: the open round's cohort (one slot).
+    struct CohortState {
+        uint32 registered; // members with a masking key, in `_members` order
+        uint32 shared; // of them, members that posted their shares (the cohort the masks span)
+        uint32 submitted; // of them, members whose masked update is complete
+        uint32 dropped; // members of the cohort that did not submit in time
+        uint32 recovered; // dropped members whose key was rebuilt
+        uint32 threshold; // shares that rebuild a key: registered - maxDropouts
+        bool failed; // a dropped member's shares did not rebuild its key: the round cannot close
     }
 
     /// The open round (one slot).
@@ -93,8 +107,6 @@ abstract contract CoordinatorBase is CoordinatorTypes {
 
     uint8 internal constant NO_TIER = 255;
     int256 internal constant ALIGNMENT_OFF = -10_000;
-    // Storage region of the masked sums (SecureAggregation), ERC-7201 style.
-    uint256 internal constant SUM_BASE = uint256(keccak256("fl.coordinator.sums")) - 1;
     // Entry flags and the aggregate distance (see `_entries`).
     uint256 internal constant ENTRY_RELAYED = 1 << 192;
     uint256 internal constant ENTRY_DROPPED = 1 << 193;
@@ -156,11 +168,19 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     uint256 internal _bondsHeld;
     /// CommitReveal: bonds ever returned as credit (they never were in the pool).
     uint256 internal _bondsReturned;
-    // SecureAggregation
-    address[] internal _cohort;
-    mapping(address client => bytes32 publicKey) internal _publicKeys;
-    // round << 128 | weight sum of the round's masked submissions.
-    uint256 internal _maskedWeight;
+    // SecureAggregation, the open round: its cohort, each member's state (round << 192 | index
+    // << 160 | sample count << 128 | flags, see the MEMBER_ constants), masking key, share root
+    // and, once dropped, the shares revealed of its key (holder bitmask and count, round-tagged)
+    // and the key rebuilt from them.
+    CohortState internal _cohortState;
+    mapping(uint256 index => address member) internal _members;
+    mapping(address member => uint256 packed) internal _memberState;
+    mapping(address member => uint256[2] key) internal _maskKeys;
+    mapping(uint256 x => uint256 round) internal _keyRound;
+    mapping(address dealer => bytes32 root) internal _shareRoots;
+    mapping(address dealer => mapping(uint256 holder => uint256 share)) internal _revealedShares;
+    mapping(address dealer => uint256 packed) internal _revealedMask;
+    mapping(address dealer => uint256 secret) internal _recoveredKeys;
     // Privacy ledger: one participation's RDP per order and the per-order conversion term, and
     // each client's participations (every participation has the same curve).
     uint256[] internal _rdpPerParticipation;
@@ -567,10 +587,16 @@ abstract contract CoordinatorBase is CoordinatorTypes {
             entries: 0,
             completed: 0,
             commits: 0,
-            phase: _config.mode == Mode.CommitReveal ? Phase.Commit : Phase.Open,
+            phase: _config.mode == Mode.CommitReveal
+                ? Phase.Commit
+                : _config.mode == Mode.SecureAggregation ? Phase.Register : Phase.Open,
             closedSegments: 0
         });
-        emit RoundOpened(number, deadline);
+        if (_config.mode == Mode.SecureAggregation) {
+            _round.deadline = uint64(block.timestamp + _config.setupDuration);
+            delete _cohortState;
+        }
+        emit RoundOpened(number, _round.deadline);
     }
 
     /// The new model is whole: makes it the global model and opens the next round.

@@ -39,7 +39,10 @@ interface CoordinatorTypes {
         Open, // Plain and SecureAggregation: taking submissions until the deadline
         Commit, // CommitReveal: taking commitments
         Reveal, // CommitReveal: taking reveals
-        Closing // some segments of the new model are written, the rest are due
+        Closing, // some segments of the new model are written, the rest are due
+        Register, // SecureAggregation: the round's cohort registers its masking keys
+        Share, // SecureAggregation: members post their key shares (encrypted) and commitments
+        Recover // SecureAggregation: survivors reveal the shares of the members that dropped out
     }
 
     /// @notice Deployment parameters, all validated by the constructor.
@@ -75,6 +78,9 @@ interface CoordinatorTypes {
         uint256[] rdpPerParticipation; // privacy ledger: RDP of one participation per order, 1e-6 units
         uint256[] rdpConversion; // per order: the term that turns RDP into epsilon at delta, 1e-6 units
         uint256 epsilonBudget; // privacy ledger: largest epsilon a client may spend, 1e-6 units (0: off)
+        uint256 maxDropouts; // SecureAggregation: members that may drop out and the round still closes
+        uint256 setupDuration; // SecureAggregation: seconds for each of the Register and Share phases
+        uint256 recoveryDuration; // SecureAggregation: seconds for the survivors to reveal shares
     }
 
     /// @notice The units that carry the submission paths, each a contract of its own that the
@@ -84,7 +90,15 @@ interface CoordinatorTypes {
         address relay; // `submitRelayed`
         address closing; // `closeSegment`
         address commitReveal; // `commit`, `reveal`
-        address secureAggregation; // `registerKey`, `submitMasked`
+        address secureAggregation; // `registerKey`, `postShares`, `submitMasked`, `revealShares`, `closeMasked`
+    }
+
+    /// @notice A member's revealed share of a dropped member's masking key, with the dealer's
+    /// share commitments (checked against the root it posted).
+    struct RevealedShare {
+        address dealer;
+        uint256 share;
+        bytes32[] commitments;
     }
 
     /// @notice An update signed by its client (EIP-712 `Update`, see `updateDigest`) and carried
@@ -167,12 +181,19 @@ interface CoordinatorTypes {
     error CoordinatorRevealMismatch(uint256 round, address account);
     /// @notice `account` registered a key already.
     error CoordinatorAlreadyRegistered(address account);
-    /// @notice `account` has no key in the secure-aggregation cohort.
+    /// @notice `account` is not a member of the round's cohort (or not at this step).
     error CoordinatorNotRegistered(address account);
     /// @notice The cohort already has `size` members.
     error CoordinatorCohortFull(uint256 size);
-    /// @notice Masked submissions need the whole cohort: `registered` of `required` keys so far.
-    error CoordinatorCohortIncomplete(uint256 registered, uint256 required);
+    /// @notice The masking key of `account` is not a valid secp256k1 key it proved to hold.
+    error CoordinatorInvalidKeyProof(address account);
+    /// @notice A masking key with x-coordinate `x` is registered already this round (a copy, or
+    /// its negation: the same key to the masks).
+    error CoordinatorKeyReused(uint256 x);
+    /// @notice `dealer`'s share for member `holder` does not match the dealer's commitment.
+    error CoordinatorBadShare(address dealer, uint256 holder);
+    /// @notice `account` did not drop out of the round.
+    error CoordinatorNotDropped(address account);
     /// @notice A unit was called directly; units only run through the coordinator.
     error CoordinatorUnitCalledDirectly();
     /// @notice A participation of `client` would spend `epsilon` (1e-6 units) of its privacy
@@ -235,12 +256,27 @@ interface CoordinatorTypes {
     event CommitmentAccepted(uint256 indexed round, address indexed client, uint256 bond);
     /// @notice Commits of `round` closed; reveals are taken until `deadline`.
     event RevealOpened(uint256 indexed round, uint256 deadline);
+    /// @notice SecureAggregation: round `round` moved to `phase`, which lasts until `deadline`.
+    event PhaseStarted(uint256 indexed round, Phase phase, uint256 deadline);
     /// @notice `client` revealed and got its bond of `amount` wei back as credit.
     event BondReturned(uint256 indexed round, address indexed client, uint256 amount);
     /// @notice Bonds of `amount` wei that were never revealed went to the reward pool.
     event BondsForfeited(uint256 indexed round, uint256 amount);
-    /// @notice `client` joined the secure-aggregation cohort as member `index` with an X25519 key.
-    event KeyRegistered(address indexed client, bytes32 publicKey, uint256 index);
+    /// @notice `client` joined round `round`'s secure-aggregation cohort as member `index`, with
+    /// the secp256k1 masking key `(x, y)` it proved to hold.
+    event KeyRegistered(uint256 indexed round, address indexed client, uint256 index, uint256 x, uint256 y);
+    /// @notice `dealer` posted its key shares for round `round`: a commitment per member, and each
+    /// share encrypted to its member (readable only with that member's key).
+    event SharesPosted(uint256 indexed round, address indexed dealer, bytes32[] commitments, bytes32[] encrypted);
+    /// @notice `client` submitted its masked update for round `round`.
+    event MaskedSubmitted(uint256 indexed round, address indexed client, uint256 sampleCount);
+    /// @notice `client` left round `round` after the masks were set up; its masks will be removed.
+    event MemberDropped(uint256 indexed round, address indexed client);
+    /// @notice `holder` revealed its share of dropped `dealer`'s key.
+    event ShareRevealed(uint256 indexed round, address indexed dealer, address indexed holder);
+    /// @notice The key of dropped `dealer` was rebuilt from the revealed shares (`ok`), or the
+    /// shares did not rebuild its registered key (`ok` false: the round cannot close).
+    event KeyRecovered(uint256 indexed round, address indexed dealer, bool ok);
     /// @notice `funder` added `amount` wei to the reward pool.
     event PoolFunded(address indexed funder, uint256 amount);
     /// @notice `client` withdrew `amount` wei of credit.

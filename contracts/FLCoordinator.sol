@@ -47,6 +47,10 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     uint256 private constant CLOSE_ACC_WORD_GAS = 60; // per update word and accumulator word
     uint256 private constant CLOSE_WORD_GAS = 2_500; // averaging, step bounds and direction, per word
     uint256 private constant CODE_DEPOSIT_GAS = 200; // per byte of an SSTORE2 chunk
+    uint256 private constant MASKED_WORD_GAS = 400; // a survivor's masked word: hash and lane sum
+    uint256 private constant MASKED_PAIR_GAS = 20_000; // a (dropped, survivor) pair: its seed
+    uint256 private constant MASK_WORD_GAS = 500; // a mask word: keccak and lane subtraction
+    uint256 private constant MASKED_AVERAGE_WORD_GAS = 16_000; // sixteen lanes averaged and clamped
 
     // ---------------------------------------------------------------- units
 
@@ -108,6 +112,9 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         config.maxDrift = uint16(params.maxDrift);
         config.driftWindow = uint32(params.driftWindow);
         config.epsilonBudget = uint64(params.epsilonBudget);
+        config.maxDropouts = uint32(params.maxDropouts);
+        config.setupDuration = uint32(params.setupDuration);
+        config.recoveryDuration = uint32(params.recoveryDuration);
         _rdpPerParticipation = params.rdpPerParticipation;
         _rdpConversion = params.rdpConversion;
         _checkTransactionLimits(params, perSegment, config.accBits / 16);
@@ -279,35 +286,84 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         _delegate(_commitRevealUnit);
     }
 
-    /// @notice Joins the secure-aggregation cohort with an X25519 public key (SecureAggregation
-    /// mode). The cohort has `targetSubmissions` members; masked rounds start once it is full.
-    /// @param publicKey The raw 32-byte X25519 public key.
-    function registerKey(bytes32 publicKey) external {
-        publicKey;
+    /// @notice Joins round `round`'s secure-aggregation cohort (Register phase) with a fresh
+    /// secp256k1 masking key `(x, y)` and a proof that the caller holds it: an ECDSA signature
+    /// `(v, r, s)` by that key over keccak256(abi.encode(keccak256("FLCoordinator masking key"),
+    /// chain id, this contract, round, caller, x, y)). The cohort has at most `targetSubmissions`
+    /// members; it is complete when full, or at the deadline (`finalize`).
+    function registerKey(uint256 round, uint256 x, uint256 y, uint8 v, bytes32 r, bytes32 s) external {
+        round;
+        x;
+        y;
+        v;
+        r;
+        s;
         _delegate(_secureAggregationUnit);
     }
 
-    /// @notice Submits the caller's masked update (SecureAggregation mode): `numWords *
-    /// sumWordsPerWord` words in the layout of the masked sums, each lane `weight * (q + 32768)`
-    /// plus the client's pairwise masks, modulo `2**laneBits`. Every submission earns the first
-    /// tier; the cohort's last one closes the round.
-    /// @param round The open round.
+    /// @notice Posts the caller's key shares (Share phase): for each registered member, in order,
+    /// keccak256(abi.encode(round, caller, member index, share)) and the share encrypted to that
+    /// member. The caller joins the masking cohort.
+    /// @param round The round in its Share phase.
+    /// @param commitments One commitment per registered member.
+    /// @param encrypted One encrypted share per registered member.
+    function postShares(uint256 round, bytes32[] calldata commitments, bytes32[] calldata encrypted) external {
+        round;
+        commitments;
+        encrypted;
+        _delegate(_secureAggregationUnit);
+    }
+
+    /// @notice Submits (whole segments of) the caller's masked update (Open phase of a
+    /// SecureAggregation round): per weight `weight * (q + 32768)` plus the pairwise masks, modulo
+    /// `2**laneBits`, `256 / laneBits` weights a word, `sumWordsPerWord` words per model word.
+    /// @param round The round.
     /// @param sampleCount Training samples behind the update.
-    /// @param words The masked words.
-    function submitMasked(uint256 round, uint256 sampleCount, uint256[] calldata words) external {
+    /// @param firstSegment The first segment `words` carries.
+    /// @param words The masked words of one or more whole segments.
+    function submitMasked(uint256 round, uint256 sampleCount, uint256 firstSegment, uint256[] calldata words)
+        external
+    {
         round;
         sampleCount;
+        firstSegment;
+        words;
+        _delegate(_secureAggregationUnit);
+    }
+
+    /// @notice Reveals the caller's shares of dropped members' keys (Recover phase); each is checked
+    /// against its dealer's commitments. The `threshold`-th share of a key rebuilds it.
+    /// @param round The round in its Recover phase.
+    /// @param shares The dealer, the share, and the dealer's commitments, for each dropped member.
+    function revealShares(uint256 round, RevealedShare[] calldata shares) external {
+        round;
+        shares;
+        _delegate(_secureAggregationUnit);
+    }
+
+    /// @notice Writes segment `segment` of a SecureAggregation round's new model from the survivors'
+    /// masked words (in member order, each checked against its hash), with the dropped members'
+    /// masks removed; pays the caller `closeFee`, and every survivor the first tier with the last
+    /// segment. Possible once every member of the cohort submitted, or every dropped key was rebuilt.
+    /// @param round The round.
+    /// @param segment The next segment to write.
+    /// @param words The survivors' masked words of that segment, concatenated.
+    function closeMasked(uint256 round, uint256 segment, uint256[] calldata words) external {
+        round;
+        segment;
         words;
         _delegate(_secureAggregationUnit);
     }
 
     /// @notice Moves the round on when nobody else can. CommitReveal, after the commit deadline:
-    /// opens reveals (or ends a round nobody committed to). SecureAggregation, after the deadline:
-    /// ends the round (some of the cohort did not submit; their masks cannot cancel). Otherwise,
+    /// opens reveals (or ends a round nobody committed to). SecureAggregation, after each phase's
+    /// deadline: the next phase (the cohort's key shares, the masked submissions, the recovery of
+    /// the members that dropped out), or the end of the round when too few are left. Otherwise,
     /// from `closeWindow` after the deadline (CommitReveal: at once when every commitment was
     /// revealed and the round is below its minimum) while the round has not started closing: ends
     /// it without a new model and opens the next one.
     function finalize() external {
+        if (_config.mode == Mode.SecureAggregation) _delegate(_secureAggregationUnit);
         RoundState memory state = _round;
         if (state.phase == Phase.Setup || state.phase == Phase.Closing) revert CoordinatorWrongPhase(state.phase);
         uint256 opensAt = state.deadline;
@@ -322,11 +378,9 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
             }
             return;
         }
-        if (submissionMode != Mode.SecureAggregation) {
-            bool settled = submissionMode == Mode.CommitReveal && state.completed >= state.commits
-                && state.entries < _config.minSubmissions;
-            opensAt = settled ? 0 : opensAt + _config.closeWindow;
-        }
+        bool settled = submissionMode == Mode.CommitReveal && state.completed >= state.commits
+            && state.entries < _config.minSubmissions;
+        opensAt = settled ? 0 : opensAt + _config.closeWindow;
         _requireTime(state, opensAt, state.entries);
         _abandon(state);
     }
@@ -488,18 +542,36 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         return (hex"0f", "FLCoordinator", "2", block.chainid, address(this), bytes32(0), new uint256[](0));
     }
 
-    /// @notice The secure-aggregation cohort: members in registration order and their keys.
-    function cohort() external view returns (address[] memory accounts, bytes32[] memory keys) {
-        accounts = _cohort;
-        keys = new bytes32[](accounts.length);
-        for (uint256 i = 0; i < accounts.length; ++i) {
-            keys[i] = _publicKeys[accounts[i]];
+    /// @notice The open round's secure-aggregation cohort, in registration order.
+    /// @return members The members.
+    /// @return keysX Their masking keys' x-coordinates.
+    /// @return keysY Their masking keys' y-coordinates.
+    /// @return flags Per member: 1 shares posted, 2 submitted, 4 dropped out, 8 key rebuilt.
+    /// @return threshold Shares that rebuild a dropped member's key.
+    function cohort()
+        external
+        view
+        returns (
+            address[] memory members,
+            uint256[] memory keysX,
+            uint256[] memory keysY,
+            uint256[] memory flags,
+            uint256 threshold
+        )
+    {
+        CohortState memory state = _cohortState;
+        uint256 count = _round.phase == Phase.Setup ? 0 : state.registered;
+        members = new address[](count);
+        keysX = new uint256[](count);
+        keysY = new uint256[](count);
+        flags = new uint256[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            address member = _members[i];
+            members[i] = member;
+            (keysX[i], keysY[i]) = (_maskKeys[member][0], _maskKeys[member][1]);
+            flags[i] = _memberState[member] & 0xFF;
         }
-    }
-
-    /// @notice The X25519 public key `client` registered for secure aggregation (zero: none).
-    function publicKeyOf(address client) external view returns (bytes32) {
-        return _publicKeys[client];
+        return (members, keysX, keysY, flags, state.threshold);
     }
 
     // ---------------------------------------------------------------- free reads: the model
@@ -899,11 +971,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         uint256 target = p.targetSubmissions;
         if (p.mode == Mode.SecureAggregation) {
-            uint256 maskedBytes = 4 + 32 * 4 + PackedVectors.wordsFor(p.numWeights) * 32
-                * (_maskedLaneBits(target, p.aggregation == Aggregation.Mean ? 1 : p.maxSampleCount, p.maxAbsWeight) / 16);
-            if (maskedBytes > MAX_CALLDATA_BYTES) {
-                revert CoordinatorExceedsTransactionLimit("submitMaskedBytes", maskedBytes, MAX_CALLDATA_BYTES);
-            }
+            _checkMaskedLimits(p, perSegment);
             return;
         }
         uint256 closeBytes = CLOSE_HEAD_BYTES + target * (perSegment * 32 + 32);
@@ -919,6 +987,25 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         uint256 floor = 21_000 + 40 * closeBytes;
         uint256 gas = standard > floor ? standard : floor;
         if (gas > p.txGasCap) revert CoordinatorExceedsTransactionLimit("closeSegmentGas", gas, p.txGasCap);
+    }
+
+    /// SecureAggregation: the close carries every member's masked words of a segment (`laneBits
+    /// / 16` words per model word) and removes up to `maxDropouts x targetSubmissions` pairs of
+    /// masks, a keccak per masked word each.
+    function _checkMaskedLimits(Parameters memory p, uint256 perSegment) private pure {
+        uint256 target = p.targetSubmissions;
+        uint256 maxWeight = p.aggregation == Aggregation.Mean ? 1 : p.maxSampleCount;
+        uint256 maskedWords = perSegment * (_maskedLaneBits(target, maxWeight, p.maxAbsWeight) / 16);
+        uint256 closeBytes = CLOSE_HEAD_BYTES + target * maskedWords * 32;
+        if (closeBytes > MAX_CALLDATA_BYTES) {
+            revert CoordinatorExceedsTransactionLimit("closeMaskedBytes", closeBytes, MAX_CALLDATA_BYTES);
+        }
+        uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + maskedWords * MASKED_WORD_GAS)
+            + p.maxDropouts * target * (MASKED_PAIR_GAS + maskedWords * MASK_WORD_GAS)
+            + perSegment * MASKED_AVERAGE_WORD_GAS + 32_000 + perSegment * 32 * CODE_DEPOSIT_GAS;
+        uint256 gas = 21_000 + 16 * closeBytes + execution;
+        if (gas < 21_000 + 40 * closeBytes) gas = 21_000 + 40 * closeBytes;
+        if (gas > p.txGasCap) revert CoordinatorExceedsTransactionLimit("closeMaskedGas", gas, p.txGasCap);
     }
 
     function _validate(Parameters memory p) private pure {
@@ -984,13 +1071,19 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         _validateLedger(p);
         if (p.mode == Mode.SecureAggregation) {
-            // Masks cancel only in the sum of the whole cohort; masked words carry no distance.
-            if (p.minSubmissions != p.targetSubmissions) {
-                revert CoordinatorInvalidParameter("minSubmissions", p.minSubmissions);
+            // Shamir over at most 128 members (a bitmask of revealed shares); the threshold
+            // (registered - maxDropouts) must stay at least 1.
+            if (p.targetSubmissions > 128 || p.targetSubmissions < 2) {
+                revert CoordinatorInvalidParameter("targetSubmissions", p.targetSubmissions);
             }
-            if (p.wordsPerSegment < PackedVectors.wordsFor(p.numWeights)) {
-                revert CoordinatorInvalidParameter("wordsPerSegment", p.wordsPerSegment);
+            if (p.maxDropouts >= p.targetSubmissions) revert CoordinatorInvalidParameter("maxDropouts", p.maxDropouts);
+            if (p.setupDuration == 0 || p.setupDuration > MAX_DURATION) {
+                revert CoordinatorInvalidParameter("setupDuration", p.setupDuration);
             }
+            if (p.recoveryDuration == 0 || p.recoveryDuration > MAX_DURATION) {
+                revert CoordinatorInvalidParameter("recoveryDuration", p.recoveryDuration);
+            }
+            // Masked words carry no distance.
             if (p.minRewardDistance != 0 || p.maxCountedDistance != 0) {
                 revert CoordinatorInvalidParameter("distanceBounds", 0);
             }

@@ -535,6 +535,17 @@ library PackedVectors {
         return sorted[n - 1];
     }
 
+    /// @notice Lane-wise `a - b` modulo `2**laneBits`, with no borrow between lanes.
+    /// @param highBits the top bit of every lane.
+    /// @dev Hacker's Delight 2-18: subtract the lanes with their top bits set in `a` and cleared
+    /// in `b` (no borrow can leave a lane), then set each top bit to the xor of the two top bits
+    /// and the borrow into it.
+    function subLanes(uint256 a, uint256 b, uint256 highBits) internal pure returns (uint256) {
+        unchecked {
+            return ((a | highBits) - (b & ~highBits)) ^ ((a ^ ~b) & highBits);
+        }
+    }
+
     /// @notice Rounds `sum / total` to the nearest integer, ties away from zero.
     /// @dev `total > 0`. |result| <= max |q| whenever |sum| <= total * max |q|.
     function roundedDiv(int256 sum, uint256 total) internal pure returns (int256) {

@@ -22,6 +22,7 @@ from fl_client.chain import (
     Entry,
     RoundInfo,
     close_function,
+    read_cohort,
     read_entries,
     read_round,
     read_round_details,
@@ -151,38 +152,138 @@ class RoundCloser:
 
     def submitted_words(self, round_number: int, client: str) -> list[int]:
         """The words ``client`` sent in ``round_number``, read back from its transactions."""
-        start = round_opened_block(self.contract, round_number)
-        hashes: list[bytes] = []
-        for event in (
-            self.contract.events.SegmentsReceived,
-            self.contract.events.SubmissionAccepted,
-        ):
-            logs = event().get_logs(
-                from_block=start, argument_filters={"round": round_number, "client": client}
-            )
-            hashes.extend(bytes(log["transactionHash"]) for log in logs)
-        parts: dict[int, list[int]] = {}
-        for tx_hash in dict.fromkeys(hashes):
-            tx = self.chain.w3.eth.get_transaction(HexBytes(tx_hash))
-            function, args = self.contract.decode_function_input(tx["input"])
-            if function.fn_name not in ("submit", "reveal"):
-                continue
-            parts[int(args["firstSegment"])] = [int(w) for w in args["words"]]
-        words = [w for first in sorted(parts) for w in parts[first]]
-        if len(words) != self.view.num_words:
-            raise ChainError(
-                f"round {round_number}: found {len(words)} of {self.view.num_words} words of "
-                f"{client}'s submission in its transactions"
-            )
-        self._check_hashes(round_number, client, words)
-        return words
+        return submitted_words(
+            self.contract,
+            self.chain,
+            round_number,
+            client,
+            self.view.words_per_segment,
+            self.view.num_words,
+        )
 
-    def _check_hashes(self, round_number: int, client: str, words: Sequence[int]) -> None:
-        segments = split_segments(words, self.view.words_per_segment)
-        for segment, part in enumerate(segments):
-            stored = bytes(self.contract.functions.segmentHash(client, segment).call())
-            if stored != words_hash(part):
-                raise ChainError(
-                    f"round {round_number}: the words found for {client} do not match segment "
-                    f"{segment}'s hash (a transaction of another round?)"
+
+def submitted_words(
+    contract: Contract,
+    chain: Chain,
+    round_number: int,
+    client: str,
+    words_per_segment: int,
+    total: int,
+) -> list[int]:
+    """The words ``client`` sent in ``round_number`` (``submit``, ``reveal`` or ``submitMasked``),
+    read back from its transactions and checked against the segment hashes it left.
+
+    Raises
+    ------
+    ChainError
+        Its transactions do not hold ``total`` words matching its hashes.
+    """
+    start = round_opened_block(contract, round_number)
+    hashes: list[bytes] = []
+    for event in (
+        contract.events.SegmentsReceived,
+        contract.events.SubmissionAccepted,
+        contract.events.MaskedSubmitted,
+    ):
+        logs = event().get_logs(
+            from_block=start, argument_filters={"round": round_number, "client": client}
+        )
+        hashes.extend(bytes(log["transactionHash"]) for log in logs)
+    parts: dict[int, list[int]] = {}
+    for tx_hash in dict.fromkeys(hashes):
+        tx = chain.w3.eth.get_transaction(HexBytes(tx_hash))
+        function, args = contract.decode_function_input(tx["input"])
+        if function.fn_name in ("submit", "reveal", "submitMasked"):
+            parts[int(args["firstSegment"])] = [int(w) for w in args["words"]]
+    words = [w for first in sorted(parts) for w in parts[first]]
+    if len(words) != total:
+        raise ChainError(
+            f"round {round_number}: found {len(words)} of {total} words of {client}'s submission "
+            "in its transactions"
+        )
+    for segment, part in enumerate(split_segments(words, words_per_segment)):
+        stored = bytes(contract.functions.segmentHash(client, segment).call())
+        if stored != words_hash(part):
+            raise ChainError(
+                f"round {round_number}: the words found for {client} do not match segment "
+                f"{segment}'s hash (a transaction of another round?)"
+            )
+    return words
+
+
+class MaskedRoundCloser:
+    """Closes secure-aggregation rounds: the survivors' masked words, segment by segment (the
+    contract removes the dropped members' masks)."""
+
+    def __init__(
+        self, *, chain: Chain, contract: Contract, account: str, view: CoordinatorView
+    ) -> None:
+        self.chain = chain
+        self.contract = contract
+        self.account = account
+        self.view = view
+        self.per_word = view.lane_bits // 16
+        self._cache: dict[tuple[int, str], list[int]] = {}
+
+    def closable(self, info: RoundInfo, now: int) -> bool:
+        """Whether a close may start (or go on) now."""
+        if info.phase == "Closing":
+            return True
+        if info.phase not in ("Open", "Recover"):
+            return False
+        members = read_cohort(self.contract).members
+        cohort = [m for m in members if m.shared]
+        if info.phase == "Open":
+            return bool(cohort) and all(m.submitted for m in cohort)
+        dropped = [m for m in cohort if m.dropped]
+        return all(m.recovered for m in dropped)
+
+    def close(self, *, now: int) -> list[TxReceipt]:
+        """Send the open round's remaining segment closes."""
+        info = read_round(self.contract)
+        number = info.number
+        receipts = []
+        per_segment = self.view.words_per_segment * self.per_word
+        while info.number == number and self.closable(info, now):
+            segment = info.closed_segments if info.phase == "Closing" else 0
+            survivors = [m for m in read_cohort(self.contract).members if m.submitted]
+            words: list[int] = []
+            for member in survivors:
+                key = (number, member.account)
+                if key not in self._cache:
+                    self._cache[key] = submitted_words(
+                        self.contract,
+                        self.chain,
+                        number,
+                        member.account,
+                        per_segment,
+                        self.view.num_words * self.per_word,
+                    )
+                words.extend(split_segments(self._cache[key], per_segment)[segment])
+            function = self.contract.functions.closeMasked(number, segment, words)
+            receipts.append(
+                send(
+                    self.chain,
+                    function,
+                    self.account,
+                    what=f"close masked round {number} segment {segment}",
                 )
+            )
+            info = read_round(self.contract)
+        return receipts
+
+
+def closer_for(
+    *,
+    chain: Chain,
+    contract: Contract,
+    account: str,
+    view: CoordinatorView,
+    relayed_words: RelayedWords | None = None,
+) -> RoundCloser | MaskedRoundCloser:
+    """The closer of the deployment's mode."""
+    if view.mode == "secure_aggregation":
+        return MaskedRoundCloser(chain=chain, contract=contract, account=account, view=view)
+    return RoundCloser(
+        chain=chain, contract=contract, account=account, view=view, relayed_words=relayed_words
+    )

@@ -143,6 +143,9 @@ class ContractConfig:
     max_step: int = 0
     max_drift: int = 0
     drift_window: int = 0
+    max_dropouts: int = 1
+    setup_duration: int = 600
+    recovery_duration: int = 600
 
     def __post_init__(self) -> None:
         if (
@@ -197,6 +200,9 @@ class FLConfig:
     """Federated-learning defaults (the ``federated_learning`` section)."""
 
     dataset: str = "digits"
+    # The task (model, data, train, test): a built-in (digits, mnist5k), a module or a .py file;
+    # None: the built-in task of ``dataset`` (fl_client.tasks).
+    task: str | None = None
     hidden_layers: tuple[
         int, ...
     ] = ()  # widths of an MLP's hidden layers; none: softmax regression
@@ -218,6 +224,18 @@ class FLConfig:
         default_factory=lambda: RewardConfig((32, 64, 128), (10**15, 5 * 10**14, 10**14), 10**18)
     )
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+    def __post_init__(self) -> None:
+        if self.task is not None and (not isinstance(self.task, str) or not self.task.strip()):
+            raise ConfigError(
+                "task must name a task (a built-in, a module or a .py file) or be null, "
+                f"got {self.task!r}"
+            )
+
+    @property
+    def task_reference(self) -> str:
+        """The task to load: ``task``, or the built-in task of ``dataset``."""
+        return self.task or self.dataset
 
     def with_overrides(self, **changes: Any) -> FLConfig:
         """A copy with the given fields replaced (``None`` values are ignored)."""

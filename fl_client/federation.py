@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from web3.contract import Contract
 
 from fl_client.chain import Chain, CoordinatorView, read_round, send, send_all
-from fl_client.closer import RoundCloser
+from fl_client.closer import MaskedRoundCloser, RoundCloser, closer_for
 from fl_client.errors import ChainError
 from fl_client.participant import Participant, RoundOutcome
 from fl_client.paths import (
@@ -33,9 +33,9 @@ from fl_client.trainer import LocalTrainer
 
 logger = logging.getLogger(__name__)
 
-# Passes per round: commit-reveal needs two (commit, reveal), secure aggregation one more in its
-# first round (keys first); the rest one.
-MAX_PASSES = 4
+# Passes per round: commit-reveal needs two (commit, reveal), secure aggregation three (keys,
+# shares, masked words) and a fourth when members dropped out (their shares); the rest one.
+MAX_PASSES = 5
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,10 @@ class Federation:
             self.relay = Relay(
                 chain=chain, contract=contract, account=closer_account, view=self.view
             )
-        self.closer = (
+        self.closer: RoundCloser | MaskedRoundCloser = (
             self.relay.closer
             if self.relay is not None
-            else RoundCloser(chain=chain, contract=contract, account=closer_account, view=self.view)
+            else closer_for(chain=chain, contract=contract, account=closer_account, view=self.view)
         )
         self.participants = [
             Participant(

@@ -25,6 +25,10 @@ CLOSE_UPDATE_WORD_GAS = 300
 CLOSE_ACC_WORD_GAS = 60
 CLOSE_WORD_GAS = 2_500
 CODE_DEPOSIT_GAS = 200
+MASKED_WORD_GAS = 400
+MASKED_PAIR_GAS = 20_000
+MASK_WORD_GAS = 500
+MASKED_AVERAGE_WORD_GAS = 16_000
 ALIGNMENT_OFF = -10_000
 
 
@@ -76,13 +80,46 @@ def close_cost(*, words_per_segment: int, target: int, max_weight: int, guard: b
     return CloseCost(close_bytes, max(standard, floor), words_per_segment + dir_words)
 
 
-def fits(
-    *, words_per_segment: int, target: int, max_weight: int, guard: bool, gas_cap: int
-) -> bool:
-    """Whether the contract accepts this segment size."""
-    cost = close_cost(
-        words_per_segment=words_per_segment, target=target, max_weight=max_weight, guard=guard
+def masked_close_cost(
+    *, words_per_segment: int, target: int, lane_bits: int, max_dropouts: int
+) -> CloseCost:
+    """The contract's bound on a secure-aggregation close of one segment (``_checkMaskedLimits``)."""
+    masked_words = words_per_segment * (lane_bits // 16)
+    close_bytes = CLOSE_HEAD_BYTES + target * masked_words * 32
+    execution = (
+        CLOSE_FIXED_GAS
+        + target * (CLOSE_UPDATE_GAS + masked_words * MASKED_WORD_GAS)
+        + max_dropouts * target * (MASKED_PAIR_GAS + masked_words * MASK_WORD_GAS)
+        + words_per_segment * MASKED_AVERAGE_WORD_GAS
+        + 32_000
+        + words_per_segment * 32 * CODE_DEPOSIT_GAS
     )
+    gas = max(21_000 + 16 * close_bytes + execution, 21_000 + 40 * close_bytes)
+    return CloseCost(close_bytes, gas, words_per_segment)
+
+
+def fits(
+    *,
+    words_per_segment: int,
+    target: int,
+    max_weight: int,
+    guard: bool,
+    gas_cap: int,
+    masked: tuple[int, int] | None = None,
+) -> bool:
+    """Whether the contract accepts this segment size (``masked``: secure aggregation's lane
+    width and tolerated dropouts)."""
+    if masked is not None:
+        cost = masked_close_cost(
+            words_per_segment=words_per_segment,
+            target=target,
+            lane_bits=masked[0],
+            max_dropouts=masked[1],
+        )
+    else:
+        cost = close_cost(
+            words_per_segment=words_per_segment, target=target, max_weight=max_weight, guard=guard
+        )
     return (
         cost.chunk_words <= MAX_CHUNK_WORDS
         and cost.calldata_bytes <= MAX_CALLDATA_BYTES
@@ -98,6 +135,7 @@ def plan_words_per_segment(
     guard: bool = False,
     gas_cap: int = 16_777_216,
     limit: int | None = None,
+    masked: tuple[int, int] | None = None,
 ) -> int:
     """The segment size a deployment should use: the fewest segments that fit, evened out.
 
@@ -120,6 +158,7 @@ def plan_words_per_segment(
             max_weight=max_weight,
             guard=guard,
             gas_cap=gas_cap,
+            masked=masked,
         ):
             low = middle
         else:

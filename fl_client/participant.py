@@ -184,35 +184,41 @@ class Participant:
         trained = self._trained
         if trained is None or trained.update.round_number != round_number:
             return None
-        receipt = settlement_receipt(self.chain, self.contract, self.account, round_number)
-        if receipt is None:
-            return None
-        record = next(r for r in submissions_in(self.contract, receipt) if r.client == self.account)
-        if (
-            round_closed_in(self.contract, receipt) == round_number
-            and receipt["from"] == self.account
-        ):
-            self._closed.add(round_number)
-        distance, tier, reward = record.distance, record.tier, record.reward_wei
-        if self.view.reward_reference == "aggregate" and record.counted:
-            # The close measures the update against the round's new model and pays then.
+        if self.view.mode == "secure_aggregation":
+            # A masked update has no distance; the close pays every survivor the first tier.
             settled = reward_settled(self.contract, self.account, round_number)
             if settled is None:
                 return None
+            sample_count, counted, relayed = trained.update.sample_count, True, False
             distance, tier, reward = settled.distance, settled.tier, settled.reward_wei
+        else:
+            receipt = settlement_receipt(self.chain, self.contract, self.account, round_number)
+            if receipt is None:
+                return None
+            record = next(
+                r for r in submissions_in(self.contract, receipt) if r.client == self.account
+            )
+            sample_count, counted, relayed = record.sample_count, record.counted, record.relayed
+            distance, tier, reward = record.distance, record.tier, record.reward_wei
+            if self.view.reward_reference == "aggregate" and record.counted:
+                # The close measures the update against the round's new model and pays then.
+                settled = reward_settled(self.contract, self.account, round_number)
+                if settled is None:
+                    return None
+                distance, tier, reward = settled.distance, settled.tier, settled.reward_wei
         return RoundOutcome(
             round_number=round_number,
             client_id=self.client_id,
             account=self.account,
             path=self.path.name,
-            sample_count=record.sample_count,
+            sample_count=sample_count,
             train_loss=trained.loss,
             clipped=trained.quantized.clipped,
             distance=distance,
             tier=tier,
             reward_wei=reward,
-            counted=record.counted,
-            relayed=record.relayed,
+            counted=counted,
+            relayed=relayed,
             gas_used=self._gas.get(round_number, 0),
             closed_round=round_number in self._closed,
             words=trained.update.words,

@@ -20,7 +20,7 @@ from fl_client.chain.transactions import MAX_CALLDATA_BYTES, Call
 from fl_client.codec import split_segments
 from fl_client.config import FixedPointFormat
 
-PHASES = ("Setup", "Open", "Commit", "Reveal", "Closing")
+PHASES = ("Setup", "Open", "Commit", "Reveal", "Closing", "Register", "Share", "Recover")
 MODE_NAMES = {code: name for name, code in MODE_CODES.items()}
 NO_TIER = 255
 # The calldata of submit/reveal around its words (selector, head, length).
@@ -88,10 +88,97 @@ def read_model_words(contract: Contract) -> list[int]:
     return [int(w) for w in call_with_retry(lambda: contract.functions.globalModel().call())]
 
 
-def read_cohort(contract: Contract) -> list[tuple[str, bytes]]:
-    """The secure-aggregation cohort: (account, X25519 public key) in registration order."""
-    accounts, keys = call_with_retry(lambda: contract.functions.cohort().call())
-    return [(str(a), bytes(k)) for a, k in zip(accounts, keys, strict=True)]
+@dataclass(frozen=True)
+class CohortMember:
+    """A member of the open round's secure-aggregation cohort."""
+
+    index: int
+    account: str
+    x: int
+    y: int
+    flags: int  # 1 shares posted, 2 submitted, 4 dropped out, 8 key rebuilt
+
+    @property
+    def shared(self) -> bool:
+        """Whether it posted its shares (it is in the masking cohort)."""
+        return bool(self.flags & 1)
+
+    @property
+    def submitted(self) -> bool:
+        """Whether its masked update is complete."""
+        return bool(self.flags & 2)
+
+    @property
+    def dropped(self) -> bool:
+        """Whether it dropped out after the masks were set up."""
+        return bool(self.flags & 4)
+
+    @property
+    def recovered(self) -> bool:
+        """Whether its key was rebuilt from the survivors' shares."""
+        return bool(self.flags & 8)
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The open round's secure-aggregation cohort."""
+
+    members: tuple[CohortMember, ...]
+    threshold: int
+
+    def member(self, account: str) -> CohortMember | None:
+        """``account``'s entry, if it registered."""
+        return next((m for m in self.members if m.account == account), None)
+
+
+def read_cohort(contract: Contract) -> Cohort:
+    """The open round's secure-aggregation cohort (a free call)."""
+    members, xs, ys, flags, threshold = call_with_retry(lambda: contract.functions.cohort().call())
+    return Cohort(
+        tuple(
+            CohortMember(i, str(a), int(x), int(y), int(f))
+            for i, (a, x, y, f) in enumerate(zip(members, xs, ys, flags, strict=True))
+        ),
+        int(threshold),
+    )
+
+
+def shares_posted(
+    contract: Contract, round_number: int, dealer: str
+) -> tuple[list[bytes], list[bytes]] | None:
+    """The commitments and encrypted shares ``dealer`` posted in ``round_number`` (its event)."""
+    logs = contract.events.SharesPosted().get_logs(
+        from_block=round_opened_block(contract, round_number),
+        argument_filters={"round": round_number, "dealer": dealer},
+    )
+    if not logs:
+        return None
+    args = logs[-1]["args"]
+    return [bytes(c) for c in args["commitments"]], [bytes(e) for e in args["encrypted"]]
+
+
+def masked_calls(
+    contract: Contract,
+    sender: str,
+    *,
+    round_number: int,
+    sample_count: int,
+    words: Sequence[int],
+    words_per_segment: int,
+    start_segment: int = 0,
+) -> list[Call]:
+    """The transactions of a masked submission (``words_per_segment`` masked words a segment)."""
+    segments = split_segments(words, words_per_segment)[start_segment:]
+    return [
+        Call(
+            contract.functions.submitMasked(
+                round_number, sample_count, start_segment + first, part
+            ),
+            sender,
+            f"submitMasked round {round_number} segments {start_segment + first}..",
+        )
+        for first, part in _group_segments(segments)
+    ]
 
 
 @dataclass(frozen=True)

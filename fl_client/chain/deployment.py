@@ -16,7 +16,7 @@ from fl_client.chain.transactions import MAX_CALLDATA_BYTES, send
 from fl_client.compile import CompiledContract, compile_contracts, get_contract
 from fl_client.config import ALIGNMENT_OFF, FLConfig
 from fl_client.errors import ChainError, ConfigError
-from fl_client.limits import plan_words_per_segment
+from fl_client.limits import masked_lane_bits, plan_words_per_segment
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class DeployParams:
     rdp_per_participation: tuple[int, ...] = ()
     rdp_conversion: tuple[int, ...] = ()
     epsilon_budget: int = 0
+    max_dropouts: int = 0
+    setup_duration: int = 0
+    recovery_duration: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for the constructor."""
@@ -110,6 +113,9 @@ class DeployParams:
             list(self.rdp_per_participation),
             list(self.rdp_conversion),
             self.epsilon_budget,
+            self.max_dropouts,
+            self.setup_duration,
+            self.recovery_duration,
         )
 
     @classmethod
@@ -132,17 +138,22 @@ class DeployParams:
         participants = clients or fl.clients
         target = contract.target_submissions or max(1, round(participants * fl.fraction))
         sample_weighted = contract.aggregation == "sample_weighted"
-        if contract.mode == "secure_aggregation":
-            words_per_segment = -(-num_weights // 16)  # masks cancel over the whole vector
-        else:
-            words_per_segment = plan_words_per_segment(
-                num_weights,
-                target=target,
-                max_weight=contract.max_sample_count if sample_weighted else 1,
-                guard=contract.min_alignment_bps != ALIGNMENT_OFF,
-                gas_cap=tx_gas_cap,
-                limit=contract.segment_limit,
+        max_weight = contract.max_sample_count if sample_weighted else 1
+        masked = contract.mode == "secure_aggregation"
+        words_per_segment = plan_words_per_segment(
+            num_weights,
+            target=target,
+            max_weight=max_weight,
+            guard=contract.min_alignment_bps != ALIGNMENT_OFF,
+            gas_cap=tx_gas_cap,
+            limit=contract.segment_limit,
+            masked=(
+                masked_lane_bits(target, max_weight, fl.fixed_point.max_abs),
+                contract.max_dropouts,
             )
+            if masked
+            else None,
+        )
         return cls(
             num_weights=num_weights,
             scale=fl.fixed_point.scale,
@@ -172,6 +183,9 @@ class DeployParams:
             max_step=contract.max_step,
             max_drift=contract.max_drift,
             drift_window=contract.drift_window,
+            max_dropouts=contract.max_dropouts if masked else 0,
+            setup_duration=contract.setup_duration if masked else 0,
+            recovery_duration=contract.recovery_duration if masked else 0,
         )
 
 

@@ -32,6 +32,8 @@ class DeploymentRecord:
     seed: int = 0
     test_fraction: float = 0.2
     hidden_layers: list[int] = field(default_factory=list)
+    # The task every client process loads (fl_client.tasks); None: the built-in task of dataset.
+    task: str | None = None
 
     def to_json(self) -> str:
         """The record as JSON."""
