@@ -17,6 +17,8 @@ Pure: no web3.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,24 +71,141 @@ def privatize(
     )
 
 
+# Orders at which privacy is accounted (and the on-chain ledger keeps its curve): few enough for
+# the contract (at most 32), spread so that the minimum over them is close to the best order.
+LEDGER_ORDERS: tuple[float, ...] = (
+    1.25,
+    1.5,
+    1.75,
+    2.0,
+    2.5,
+    3.0,
+    4.0,
+    5.0,
+    6.0,
+    8.0,
+    10.0,
+    12.0,
+    16.0,
+    20.0,
+    32.0,
+    64.0,
+)
+MICRO = 1_000_000  # the ledger's fixed point: 1e-6 units of epsilon
+
+
+def rdp_curve(
+    noise_multiplier: float,
+    *,
+    sampling_rate: float = 1.0,
+    steps: int = 1,
+    orders: Sequence[float] = LEDGER_ORDERS,
+) -> list[float]:
+    """The RDP of ``steps`` (sub)sampled Gaussian releases at each order (Opacus's analysis): one
+    participation, for update-level noise one release (``sampling_rate`` 1, one step), for DP-SGD
+    its steps at its sampling rate."""
+    from opacus.accountants.analysis import rdp
+
+    if not 0 < sampling_rate <= 1 or steps < 0:
+        raise ConfigError("the sampling rate must be in (0, 1] and the steps >= 0")
+    if noise_multiplier <= 0:
+        return [math.inf] * len(orders)
+    return [
+        float(v)
+        for v in rdp.compute_rdp(
+            q=sampling_rate, noise_multiplier=noise_multiplier, steps=steps, orders=list(orders)
+        )
+    ]
+
+
+def conversion_terms(delta: float, orders: Sequence[float] = LEDGER_ORDERS) -> list[float]:
+    """Per order, the term that turns RDP into epsilon at ``delta`` (Balle et al. 2020, as
+    Opacus's ``get_privacy_spent``): ``-(log delta + log a) / (a - 1) + log((a - 1) / a)``."""
+    if not 0 < delta < 1:
+        raise ConfigError(f"delta must be in (0, 1), got {delta}")
+    return [-(math.log(delta) + math.log(a)) / (a - 1) + math.log((a - 1) / a) for a in orders]
+
+
+def epsilon_of_rdp(
+    rdp: Sequence[float], delta: float, orders: Sequence[float] = LEDGER_ORDERS
+) -> float:
+    """Epsilon at ``delta`` of an RDP curve: the minimum over the orders (Opacus's accountant)."""
+    from opacus.accountants.analysis import rdp as analysis
+
+    epsilon_value, _ = analysis.get_privacy_spent(orders=list(orders), rdp=list(rdp), delta=delta)
+    return float(epsilon_value)
+
+
 def epsilon(
     noise_multiplier: float, rounds: int, delta: float, *, sampling_rate: float = 1.0
 ) -> float:
-    """Epsilon after ``rounds`` Gaussian releases (RDP accountant), each with probability ``sampling_rate``.
+    """Epsilon after ``rounds`` Gaussian releases, each with probability ``sampling_rate`` (RDP).
 
     ``noise_multiplier == 0`` gives infinity: no privacy.
     """
-    from dp_accounting import dp_event, rdp
-
     if rounds < 0 or not 0 < sampling_rate <= 1:
         raise ConfigError("rounds must be >= 0 and the sampling rate in (0, 1]")
     if rounds == 0:
         return 0.0
     if noise_multiplier == 0:
         return float("inf")
-    event: dp_event.DpEvent = dp_event.GaussianDpEvent(noise_multiplier)
-    if sampling_rate < 1:
-        event = dp_event.PoissonSampledDpEvent(sampling_rate, event)
-    accountant = rdp.RdpAccountant()
-    accountant.compose(event, rounds)
-    return float(accountant.get_epsilon(delta))
+    return epsilon_of_rdp(
+        rdp_curve(noise_multiplier, sampling_rate=sampling_rate, steps=rounds), delta
+    )
+
+
+@dataclass(frozen=True)
+class LedgerCurve:
+    """What the contract's privacy ledger needs: one participation's RDP per order and the
+    conversion terms, in 1e-6 units (rounded up: the chain never reports less than was spent),
+    and the budget."""
+
+    orders: tuple[float, ...]
+    rdp_micro: tuple[int, ...]
+    conversion_micro: tuple[int, ...]
+    budget_micro: int
+    delta: float
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        noise_multiplier: float,
+        delta: float,
+        epsilon_budget: float,
+        sampling_rate: float = 1.0,
+        steps: int = 1,
+        orders: Sequence[float] = LEDGER_ORDERS,
+    ) -> LedgerCurve:
+        """The curve of a participation of ``steps`` releases at ``sampling_rate``."""
+        if not epsilon_budget > 0:
+            raise ConfigError(f"the epsilon budget must be positive, got {epsilon_budget}")
+        curve = rdp_curve(noise_multiplier, sampling_rate=sampling_rate, steps=steps, orders=orders)
+        if not all(math.isfinite(v) for v in curve):
+            raise ConfigError("a privacy ledger needs noise (noise_multiplier > 0)")
+        return cls(
+            orders=tuple(orders),
+            rdp_micro=tuple(math.ceil(v * MICRO) for v in curve),
+            conversion_micro=tuple(
+                max(0, math.ceil(v * MICRO)) for v in conversion_terms(delta, orders)
+            ),
+            budget_micro=int(epsilon_budget * MICRO),
+            delta=delta,
+        )
+
+    def epsilon_after(self, participations: int) -> float:
+        """Epsilon after ``participations``, as the contract computes it (``epsilonSpent``)."""
+        if participations == 0:
+            return 0.0
+        micro = min(
+            participations * r + c
+            for r, c in zip(self.rdp_micro, self.conversion_micro, strict=True)
+        )
+        return micro / MICRO
+
+    def participations_allowed(self) -> int:
+        """How many participations the budget admits."""
+        count = 0
+        while self.epsilon_after(count + 1) * MICRO <= self.budget_micro:
+            count += 1
+        return count

@@ -17,6 +17,7 @@ from fl_client.compile import CompiledContract, compile_contracts, get_contract
 from fl_client.config import ALIGNMENT_OFF, FLConfig
 from fl_client.errors import ChainError, ConfigError
 from fl_client.limits import masked_lane_bits, plan_words_per_segment
+from fl_client.privacy import LedgerCurve
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,11 @@ class DeployParams:
         num_weights: int,
         clients: int | None = None,
         tx_gas_cap: int = 16_777_216,
+        ledger: LedgerCurve | None = None,
     ) -> DeployParams:
-        """Parameters from the ``federated_learning`` section for a model of ``num_weights``.
+        """Parameters from the ``federated_learning`` section for a model of ``num_weights``;
+        ``ledger``: the privacy ledger's curve (``privacy.epsilon_budget``), computed by the caller
+        from the training and noise settings.
 
         Raises
         ------
@@ -186,6 +190,9 @@ class DeployParams:
             max_dropouts=contract.max_dropouts if masked else 0,
             setup_duration=contract.setup_duration if masked else 0,
             recovery_duration=contract.recovery_duration if masked else 0,
+            rdp_per_participation=ledger.rdp_micro if ledger is not None else (),
+            rdp_conversion=ledger.conversion_micro if ledger is not None else (),
+            epsilon_budget=ledger.budget_micro if ledger is not None else 0,
         )
 
 
