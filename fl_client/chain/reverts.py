@@ -65,7 +65,38 @@ def decode_revert(abi: Sequence[Any], data: str | bytes | None) -> ContractRever
         to_checksum_address(value) if kind == "address" else value
         for kind, value in zip(spec.types, abi_decode(spec.types, raw[4:]), strict=True)
     ]
-    return ContractRevertError(spec.name, dict(zip(spec.names, values, strict=True)))
+    args = dict(zip(spec.names, values, strict=True))
+    return ContractRevertError(spec.name, args, _explain(spec.name, args))
+
+
+# Deployment parameters that are lists: CoordinatorInvalidParameter's value is then the position
+# of the offending entry, not a value.
+_LIST_PARAMETERS = frozenset({"tierThresholds", "tierRewards", "rdpPerParticipation", "rdpConversion"})
+# ... or a count.
+_COUNT_PARAMETERS = frozenset({"tierCount", "units"})
+
+
+def _explain(name: str, args: dict[str, Any]) -> str | None:
+    """A sentence for the errors whose values need one; ``None``: the default rendering."""
+    if name == "CoordinatorInvalidParameter":
+        parameter, value = args["name"], args["value"]
+        if parameter in _LIST_PARAMETERS:
+            return (
+                f"CoordinatorInvalidParameter(name={parameter!r}, value={value}): entry {value} "
+                f"(counting from 0) of {parameter} is invalid (thresholds must ascend strictly, "
+                "rewards descend strictly and be positive; ledger lists match in length)"
+            )
+        if parameter in _COUNT_PARAMETERS:
+            return f"CoordinatorInvalidParameter(name={parameter!r}, value={value}): {value} is not an accepted count"
+        return f"CoordinatorInvalidParameter(name={parameter!r}, value={value}): {parameter} = {value} is out of range"
+    if name == "CoordinatorExceedsTransactionLimit":
+        return (
+            f"CoordinatorExceedsTransactionLimit(limit={args['limit']!r}, needed={args['needed']}, "
+            f"allowed={args['allowed']}): the configuration's largest transaction needs "
+            f"{args['needed']:,} ({args['limit']}) where {args['allowed']:,} is allowed: fewer words "
+            "per segment or a smaller target"
+        )
+    return None
 
 
 def _revert_data(exc: ContractLogicError) -> str | None:
