@@ -48,6 +48,7 @@ def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
     hidden = getattr(args, "hidden", None)
     return fl.with_overrides(
         dataset=getattr(args, "dataset", None),
+        task=getattr(args, "task", None),
         hidden_layers=None if hidden is None else tuple(hidden),
         relayed_clients=getattr(args, "relayed", None),
         clients=getattr(args, "clients", None),
@@ -65,6 +66,11 @@ def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
 def _add_fl_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("federated learning (defaults from brownie-config.yaml)")
     group.add_argument("--dataset", choices=["digits", "mnist5k"])
+    group.add_argument(
+        "--task",
+        help="your own model and data: a task module (mypackage.task) or file "
+        "(examples/mnist_cnn/task.py); default: the built-in task of --dataset",
+    )
     group.add_argument(
         "--hidden",
         type=int,
@@ -147,14 +153,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from fl_client.report import format_table, table_rows, write_outputs
-    from fl_client.simulation import run_simulation
+    from fl_client.simulation import run_simulation, task_of
 
     project = load_config()
     fl = _fl_overrides(project, args)
+    task = task_of(fl)  # a task that misses a piece fails here, before the run
     selected = max(1, round(fl.clients * fl.fraction))
     total = fl.rounds * selected
     print(
-        f"Federated run on the {args.network or project.default_network} chain: {fl.dataset}, "
+        f"Federated run on the {args.network or project.default_network} chain: {fl.task_reference}, "
         f"{fl.clients} clients x {fl.rounds} rounds, E={fl.epochs} B={fl.batch_size} lr={fl.learning_rate}, "
         f"{fl.partition} shards, {fl.contract.mode} mode"
         + (f", {fl.relayed_clients} relayed" if fl.relayed_clients else "")
@@ -180,6 +187,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             tolerance_pp=args.tolerance,
             check_accuracy=False,
             progress=progress,
+            task=task,
         )
     header, rows = table_rows(result)
     print()
@@ -266,17 +274,15 @@ def cmd_node(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     from fl_client.chain import DeploymentRecord, DeployParams, connect, deploy, write_record
     from fl_client.codec import encode
-    from fl_client.data import load_dataset
-    from fl_client.model import build_model, get_flat_parameters
+    from fl_client.model import get_flat_parameters
+    from fl_client.simulation import task_of
 
     project = load_config()
     name = _require_rpc(project, args.network, "deploy")
     fl = _fl_overrides(project, args)
+    task = task_of(fl)  # checked before anything is sent
     chain = connect(name, config=project)
-    dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
-    model = build_model(
-        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
-    )
+    model = task.model(seed=fl.seed)
     words, _ = encode(get_flat_parameters(model), fl.fixed_point)
     params = DeployParams.from_config(
         fl,
@@ -305,11 +311,12 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         seed=fl.seed,
         test_fraction=fl.test_fraction,
         hidden_layers=list(fl.hidden_layers),
+        task=task.reference,
     )
     path = write_record(record)
     print(contract.address)
     print(
-        f"deployed FLCoordinator for {fl.dataset} ({params.num_weights:,} weights in "
+        f"deployed FLCoordinator for {task.name} ({params.num_weights:,} weights in "
         f"{-(-params.num_weights // 16 // params.words_per_segment) or 1} segment(s), "
         f"{params.target_submissions} submissions per round, {params.mode} mode) on {name}; "
         f"record written to {path}",
@@ -339,6 +346,7 @@ def _deployment(
         "test_fraction": record.test_fraction,
         "dataset": record.dataset,
         "hidden_layers": tuple(record.hidden_layers),
+        "task": record.task or record.dataset,
     }
     flags = {"dirichlet_alpha": "alpha", "hidden_layers": "hidden"}
     for key, value in fixed.items():
@@ -356,14 +364,13 @@ def cmd_client(args: argparse.Namespace) -> int:
     from fl_client.chain import CoordinatorView, connect, contract_at
     from fl_client.client_secret import load_secret
     from fl_client.closer import RoundCloser
-    from fl_client.data import load_dataset, make_shards
     from fl_client.node import state_dir
     from fl_client.participant import Participant, RoundOutcome
     from fl_client.paths import CommitRevealPath, DirectPath, MaskedPath, PathContext, RelayedPath
     from fl_client.relay import RelayClient
     from fl_client.runner import ParticipantLoop
-    from fl_client.simulation import dp_config, tier_label, train_config
-    from fl_client.trainer import ShardTrainer
+    from fl_client.simulation import data_spec, dp_config, task_of, tier_label, train_config
+    from fl_client.tasks import make_trainer
 
     project = load_config()
     name, record, fl = _deployment(project, args, "client")
@@ -379,9 +386,9 @@ def cmd_client(args: argparse.Namespace) -> int:
     account = client_account(chain.accounts, args.account)
     contract = contract_at(chain, record.address)
     view = CoordinatorView.read(chain, contract)
-    dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
-    shards = make_shards(
-        dataset, fl.clients, scheme=fl.partition, alpha=fl.dirichlet_alpha, seed=fl.seed
+    task = task_of(fl)
+    trainer = make_trainer(
+        task, client=args.account, spec=data_spec(fl), config=train_config(fl), seed=fl.seed
     )
     # A random secret kept beside the node records: salts, masks and DP noise come from it, and a
     # restarted process reads the same one back.
@@ -401,15 +408,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         contract=contract,
         account=account,
         client_id=args.account,
-        trainer=ShardTrainer(
-            shard=shards[args.account],
-            num_features=dataset.num_features,
-            num_classes=dataset.num_classes,
-            config=train_config(fl),
-            seed=fl.seed,
-            client_id=args.account,
-            hidden=fl.hidden_layers,
-        ),
+        trainer=trainer,
         path=path,
         view=view,
         secret=secret,
@@ -417,7 +416,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     )
     prefix = f"[client {args.account} {account[:10]}]"
     print(
-        f"{prefix} {shards[args.account].num_samples} samples, {path.name} path on {name}"
+        f"{prefix} task {task.name}, {trainer.num_weights:,} weights, {path.name} path on {name}"
         + (
             f", DP (C={fl.privacy.clip_norm}, sigma={fl.privacy.noise_multiplier})"
             if fl.privacy.dp
@@ -501,9 +500,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     from fl_client.chain import connect, contract_at, read_model_words, read_record, read_round
     from fl_client.codec import dequantize, unpack, vector_hash
     from fl_client.config import FixedPointFormat
-    from fl_client.data import load_dataset
-    from fl_client.model import build_model, set_flat_parameters
-    from fl_client.training import evaluate
+    from fl_client.model import set_flat_parameters
+    from fl_client.tasks import DataSpec, load_task
 
     project = load_config()
     name = _require_rpc(project, args.network, "query")
@@ -527,15 +525,18 @@ def cmd_query(args: argparse.Namespace) -> int:
         f"hash 0x{vector_hash(words, int(functions.wordsPerSegment().call())).hex()}"
     )
     if not args.no_eval:
-        dataset = load_dataset(record.dataset, test_fraction=record.test_fraction, seed=record.seed)
-        model = build_model(
-            dataset.num_features, dataset.num_classes, seed=0, hidden=record.hidden_layers
+        task = load_task(record.task or record.dataset, hidden_layers=record.hidden_layers)
+        spec = DataSpec(
+            num_clients=max(1, record.clients),
+            partition=record.partition,
+            dirichlet_alpha=record.dirichlet_alpha,
+            seed=record.seed,
+            test_fraction=record.test_fraction,
         )
+        model = task.model(seed=record.seed)
         set_flat_parameters(model, weights)
-        evaluation = evaluate(model, dataset.x_test, dataset.y_test)
-        print(
-            f"test accuracy of the global model on {record.dataset}: {100 * evaluation.accuracy:.2f}%"
-        )
+        evaluation = task.evaluate(model, task.test_data(spec))
+        print(f"test accuracy of the global model on {task.name}: {100 * evaluation.accuracy:.2f}%")
     funded, credited, withdrawn = (
         int(functions.totalFunded().call()),
         int(functions.totalCredited().call()),

@@ -1,10 +1,12 @@
 """Federated learning without a chain, and centralized training: the reference runs.
 
-:func:`run_plain_federated` is FedAvg/FedSGD with an in-process server that averages the
-clients' parameter vectors in ``float64``. The chain-based run replaces that server with a
-contract and is compared against this one, so every step here is deterministic given the seed:
-the initial model, the clients picked each round (:func:`~fl_client.training.select_clients`),
-and each client's minibatch order (:func:`~fl_client.training.client_seed`).
+:func:`run_task_federated` is FedAvg/FedSGD of a task (:mod:`fl_client.tasks`) with an in-process
+server that averages the clients' parameter vectors in ``float64``; :func:`run_plain_federated`
+runs it for the built-in model on shards the caller made. The chain-based run replaces that
+server with a contract and is compared against this one, so every step here is deterministic
+given the seed: the initial model, the clients picked each round
+(:func:`~fl_client.training.select_clients`), and each client's minibatch order
+(:func:`~fl_client.training.client_seed`).
 :func:`run_centralized` trains a single model on all the training data, the usual upper bound.
 """
 
@@ -15,18 +17,19 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
 from fl_client.data import Dataset, Shard
 from fl_client.errors import ConfigError, ShapeError
 from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.tasks import DataSpec, LoadedTask, ShardsTask, make_trainer
+from fl_client.trainer import LocalTrainer
 from fl_client.training import (
     Evaluation,
     TrainConfig,
     TrainResult,
-    client_seed,
     evaluate,
     select_clients,
     train_local,
@@ -40,6 +43,7 @@ __all__ = [
     "local_update",
     "run_centralized",
     "run_plain_federated",
+    "run_task_federated",
 ]
 
 logger = logging.getLogger(__name__)
@@ -190,7 +194,10 @@ def run_plain_federated(
     initial: np.ndarray | None = None,
     hidden: Sequence[int] = (),
 ) -> FederatedResult:
-    """Run federated learning with an in-process averaging server.
+    """Run federated learning of the built-in model on given shards, with an in-process server.
+
+    The built-in model on ``dataset``'s sizes, trained on ``shards`` and tested on its test split:
+    :func:`run_task_federated` with a :class:`~fl_client.tasks.ShardsTask`.
 
     Parameters
     ----------
@@ -229,12 +236,7 @@ def run_plain_federated(
     NonFiniteWeightError
         If ``initial`` or an averaged model holds a non-finite value (training diverged).
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
-    if aggregation not in AGGREGATIONS:
-        raise ConfigError(
-            f"unknown aggregation {aggregation!r}; expected one of {', '.join(AGGREGATIONS)}"
-        )
+    _check_rounds(rounds, aggregation)
     if len(shards) == 0:
         raise ConfigError("need at least one shard")
     for client, shard in enumerate(shards):
@@ -243,35 +245,100 @@ def run_plain_federated(
                 f"shard {client} has {shard.x.shape[1]} features; "
                 f"dataset {dataset.name!r} has {dataset.num_features}"
             )
+    task = LoadedTask(
+        reference=dataset.name, name=dataset.name, source=ShardsTask(dataset, shards, hidden=hidden)
+    )
+    return run_task_federated(
+        task,
+        DataSpec(num_clients=len(shards), seed=seed),
+        rounds=rounds,
+        config=config,
+        seed=seed,
+        aggregation=aggregation,
+        fraction=fraction,
+        initial=initial,
+    )
 
-    model = build_model(dataset.num_features, dataset.num_classes, seed=seed, hidden=hidden)
+
+def run_task_federated(
+    task: LoadedTask,
+    spec: DataSpec,
+    *,
+    rounds: int,
+    config: TrainConfig,
+    seed: int,
+    aggregation: str = "mean",
+    fraction: float = 1.0,
+    initial: np.ndarray | None = None,
+    test_data: Any = None,
+) -> FederatedResult:
+    """Run federated learning of a task with an in-process averaging server (float64 FedAvg).
+
+    Each client trains through :func:`~fl_client.tasks.make_trainer`, exactly as a chain
+    participant does; the server averages the flat parameter vectors and tests the global model
+    with the task's ``test`` after every round.
+
+    Parameters
+    ----------
+    task : LoadedTask
+        The task: model, data, training, test.
+    spec : DataSpec
+        The data split (``spec.num_clients`` clients).
+    rounds : int
+        Number of rounds, at least 1.
+    config : TrainConfig
+        Local training settings handed to the task.
+    seed : int
+        Non-negative run seed: initial model, client selection and client training seeds.
+    aggregation : str, optional
+        ``"mean"`` or ``"weighted"`` (by the sample counts the clients declare).
+    fraction : float, optional
+        Share of clients taking part in each round, in ``(0, 1]``.
+    initial : numpy.ndarray, optional
+        Flat initial parameters; by default those of ``task``'s model built with ``seed``.
+    test_data : object, optional
+        The held-out set when the caller has it already (else ``task.load_test_data(spec)``).
+
+    Returns
+    -------
+    FederatedResult
+        Per-round test metrics and the final parameters.
+
+    Raises
+    ------
+    ConfigError
+        If ``rounds``, ``aggregation``, ``fraction`` or ``seed`` is invalid.
+    ShapeError
+        If ``initial`` has the wrong length.
+    NonFiniteWeightError
+        If ``initial`` or an averaged model holds a non-finite value (training diverged).
+    """
+    _check_rounds(rounds, aggregation)
+    model = task.model(seed=seed)
     if initial is not None:
         set_flat_parameters(model, initial)
     global_parameters = get_flat_parameters(model)
+    held_out = task.test_data(spec) if test_data is None else test_data
 
+    trainers: dict[int, LocalTrainer] = {}
     history: list[RoundMetrics] = []
     for round_number in range(1, rounds + 1):
-        participants = select_clients(len(shards), fraction, round_number=round_number, seed=seed)
-        updates: list[np.ndarray] = []
-        for client in participants:
-            update, _ = local_update(
-                global_parameters,
-                shards[client],
-                config,
-                num_features=dataset.num_features,
-                num_classes=dataset.num_classes,
-                seed=client_seed(seed, client, round_number),
-                hidden=hidden,
-            )
-            updates.append(update)
-        weights = (
-            [float(shards[client].num_samples) for client in participants]
-            if aggregation == "weighted"
-            else None
+        participants = select_clients(
+            spec.num_clients, fraction, round_number=round_number, seed=seed
         )
-        global_parameters = average_float(updates, weights)
+        updates: list[np.ndarray] = []
+        samples: list[float] = []
+        for client in participants:
+            if client not in trainers:
+                trainers[client] = make_trainer(
+                    task, client=client, spec=spec, config=config, seed=seed
+                )
+            trainer = trainers[client]
+            updates.append(trainer.fit(global_parameters, round_number=round_number).weights)
+            samples.append(float(trainer.num_samples))
+        global_parameters = average_float(updates, samples if aggregation == "weighted" else None)
         set_flat_parameters(model, global_parameters)
-        evaluation = evaluate(model, dataset.x_test, dataset.y_test)
+        evaluation = task.evaluate(model, held_out)
         history.append(
             RoundMetrics(
                 round_number=round_number,
@@ -291,6 +358,15 @@ def run_plain_federated(
 
     global_parameters.setflags(write=False)
     return FederatedResult(rounds=tuple(history), final_parameters=global_parameters)
+
+
+def _check_rounds(rounds: int, aggregation: str) -> None:
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ConfigError(f"rounds must be an integer >= 1, got {rounds!r}")
+    if aggregation not in AGGREGATIONS:
+        raise ConfigError(
+            f"unknown aggregation {aggregation!r}; expected one of {', '.join(AGGREGATIONS)}"
+        )
 
 
 def run_centralized(dataset: Dataset, *, epochs: int, config: TrainConfig, seed: int) -> Evaluation:

@@ -171,12 +171,15 @@ def start_anvil(
     state: Path | None = None,
     extra_args: Sequence[str] = (),
     ready_timeout: float = READY_TIMEOUT,
+    detach: bool = False,
 ) -> tuple[subprocess.Popen[bytes], NodeRecord]:
     """Start anvil in the background and wait until it answers.
 
     ``port`` defaults to the network's port (a free one when it has none). The caller owns the
     process: stop it with :func:`stop_process` (or :func:`stop_node`, which also removes the
     record). An interrupt while the node starts stops it before the interrupt propagates.
+    ``detach`` starts it in a session of its own, logging to ``node-<network>.log`` beside its
+    record, so that it outlives this process (stop it with :func:`stop_recorded_node`).
 
     Raises
     ------
@@ -203,8 +206,13 @@ def start_anvil(
     # anvil's output goes to an unnamed temporary file, not a pipe (nobody reads a pipe while the
     # node runs, and a full pipe would block anvil): read when anvil fails to start, and gone
     # with the node otherwise.
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    log = state_dir() / f"node-{network.name}.log"
+    if detach:
+        log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w+b") if detach else tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=detach
+        )
         try:
             wait_until_ready(url, process=process, timeout=ready_timeout)
             if process.poll() is not None:
@@ -275,6 +283,18 @@ def remove_node_record(info: NodeRecord) -> None:
         return
     if current.get("pid") == info.pid and current.get("port") == info.port:
         path.unlink(missing_ok=True)
+
+
+def stop_recorded_node(network: str, *, timeout: float = 10.0) -> NodeRecord | None:
+    """Stop the node this project started for ``network`` (by its record); the record, or
+    ``None`` when no such node runs."""
+    info = read_node_record(network)
+    if info is None:
+        node_record_path(network).unlink(missing_ok=True)  # a stale record, if any
+        return None
+    stop_process(info.pid, timeout=timeout)
+    remove_node_record(info)
+    return info
 
 
 def stop_node(process: subprocess.Popen[bytes], info: NodeRecord, *, timeout: float = 10.0) -> int:

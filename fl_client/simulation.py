@@ -1,9 +1,11 @@
 """The main job: a whole federated run on the chain, beside the same run in plain PyTorch.
 
 ``run_simulation`` deploys a coordinator, creates N participants on N accounts (direct, relayed,
-commit-reveal or masked, as configured), runs R rounds in one process and evaluates the on-chain
-global model after every round. Beside it, the same federated run without a chain (float FedAvg,
-same seeds, shards, initial model and hyper-parameters) gives the accuracy the chain must match;
+commit-reveal or masked, as configured), runs R rounds in one process and tests the on-chain
+global model after every round. The model, the data, the training and the test come from the
+configured task (:mod:`fl_client.tasks`: a built-in one, or the user's own). Beside it, the same
+federated run without a chain (float FedAvg, same task, seeds, shards, initial model and
+hyper-parameters) gives the accuracy the chain must match;
 the run fails loudly (:class:`AccuracyMismatchError`) when the final accuracies differ by more
 than the tolerance.
 """
@@ -23,15 +25,14 @@ from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_wor
 from fl_client.client_secret import simulation_secret
 from fl_client.codec import dequantize, encode, unpack, vector_hash
 from fl_client.config import FLConfig, ProjectConfig, load_config
-from fl_client.data import load_dataset, make_shards
 from fl_client.errors import AccuracyMismatchError, ConfigError
-from fl_client.federated import run_plain_federated
+from fl_client.federated import run_task_federated
 from fl_client.federation import Federation, Member
-from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.model import get_flat_parameters, set_flat_parameters
 from fl_client.participant import RoundOutcome
 from fl_client.privacy import DPConfig, epsilon
-from fl_client.trainer import ShardTrainer
-from fl_client.training import TrainConfig, evaluate, select_clients
+from fl_client.tasks import DataSpec, LoadedTask, load_task, make_trainer
+from fl_client.training import TrainConfig, select_clients
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class RoundReport:
 class SimulationResult:
     """Everything a run measured."""
 
-    dataset: str
+    dataset: str  # the task's name: the built-in dataset, or a user task's NAME
     clients: int
     rounds: tuple[RoundReport, ...]
     initial_accuracy: float
@@ -79,6 +80,7 @@ class SimulationResult:
     num_weights: int
     num_segments: int
     tiers: int  # reward tiers of the deployment
+    lane_bits: int = 0  # the contract's laneBits (secure aggregation's masked sums)
     settings: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -110,6 +112,28 @@ def train_config(fl: FLConfig) -> TrainConfig:
     )
 
 
+def data_spec(fl: FLConfig) -> DataSpec:
+    """How ``fl`` splits the data among its clients."""
+    return DataSpec(
+        num_clients=fl.clients,
+        partition=fl.partition,
+        dirichlet_alpha=fl.dirichlet_alpha,
+        seed=fl.seed,
+        test_fraction=fl.test_fraction,
+    )
+
+
+def task_of(fl: FLConfig) -> LoadedTask:
+    """The task ``fl`` names (``task``, or the built-in task of ``dataset``), loaded and checked.
+
+    Raises
+    ------
+    TaskError
+        The task cannot be loaded or misses a piece.
+    """
+    return load_task(fl.task_reference, hidden_layers=fl.hidden_layers)
+
+
 def dp_config(fl: FLConfig) -> DPConfig | None:
     """Client-side DP settings, when on."""
     if not fl.privacy.dp:
@@ -126,13 +150,17 @@ def run_simulation(
     tolerance_pp: float = 1.0,
     check_accuracy: bool = True,
     progress: ProgressCallback | None = None,
+    task: LoadedTask | None = None,
 ) -> SimulationResult:
-    """Deploy, run ``fl.rounds`` rounds with ``fl.clients`` participants and evaluate each round.
+    """Deploy, run ``fl.rounds`` rounds with ``fl.clients`` participants and test each round.
+
+    ``task`` is the task to federate (by default the one ``fl`` names, :func:`task_of`).
 
     Raises
     ------
     ConfigError
-        An impossible setting (too few accounts, secure aggregation with a fraction, ...).
+        An impossible setting (too few accounts, secure aggregation with a fraction, a task that
+        misses a piece, ...).
     AccuracyMismatchError
         When ``check_accuracy`` and the final chain and plain accuracies differ by more than
         ``tolerance_pp`` percentage points.
@@ -156,21 +184,18 @@ def run_simulation(
         raise ConfigError(
             f"{fl.clients} clients need {fl.clients + 1} accounts; the chain has {len(chain.accounts)}"
         )
-    dataset = load_dataset(fl.dataset, test_fraction=fl.test_fraction, seed=fl.seed)
-    shards = make_shards(
-        dataset, fl.clients, scheme=fl.partition, alpha=fl.dirichlet_alpha, seed=fl.seed
-    )
+    task = task or task_of(fl)
+    spec = data_spec(fl)
+    test_data = task.test_data(spec)
     config = train_config(fl)
 
     # The same initial model for both runs: the quantized one the chain starts from.
-    initial_model = build_model(
-        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
-    )
+    initial_model = task.model(seed=fl.seed)
     initial_words, _ = encode(get_flat_parameters(initial_model), fl.fixed_point)
     num_weights = get_flat_parameters(initial_model).size
     initial_flat = dequantize(unpack(initial_words, num_weights), fl.fixed_point)
     set_flat_parameters(initial_model, initial_flat)
-    initial_accuracy = evaluate(initial_model, dataset.x_test, dataset.y_test).accuracy
+    initial_accuracy = task.evaluate(initial_model, test_data).accuracy
 
     params = DeployParams.from_config(
         fl, num_weights=num_weights, clients=fl.clients, tx_gas_cap=chain.tx_gas_cap
@@ -181,16 +206,16 @@ def run_simulation(
     if progress:
         progress(f"deployed at {contract.address}")
 
-    plain = run_plain_federated(
-        dataset,
-        shards,
+    plain = run_task_federated(
+        task,
+        spec,
         rounds=fl.rounds,
         config=config,
         seed=fl.seed,
         aggregation="weighted" if fl.contract.aggregation == "sample_weighted" else "mean",
         fraction=fl.fraction,
         initial=initial_flat,
-        hidden=fl.hidden_layers,
+        test_data=test_data,
     )
 
     dp = dp_config(fl)
@@ -201,15 +226,7 @@ def run_simulation(
         members=[
             Member(
                 account=chain.accounts[1 + i],
-                trainer=ShardTrainer(
-                    shard=shards[i],
-                    num_features=dataset.num_features,
-                    num_classes=dataset.num_classes,
-                    config=config,
-                    seed=fl.seed,
-                    client_id=i,
-                    hidden=fl.hidden_layers,
-                ),
+                trainer=make_trainer(task, client=i, spec=spec, config=config, seed=fl.seed),
                 secret=simulation_secret(fl.seed, i),
                 relayed=i >= first_relayed,
             )
@@ -223,9 +240,7 @@ def run_simulation(
     reports: list[RoundReport] = []
     participations = [0] * fl.clients  # DP: releases per client so far
     rewards_by_client: dict[str, int] = {p.account: 0 for p in federation.participants}
-    eval_model = build_model(
-        dataset.num_features, dataset.num_classes, seed=fl.seed, hidden=fl.hidden_layers
-    )
+    eval_model = task.model(seed=fl.seed)
     for round_number in range(1, fl.rounds + 1):
         round_started = time.perf_counter()
         gas_before = len(chain.gas_used)
@@ -242,7 +257,7 @@ def run_simulation(
         words = read_model_words(contract)
         quantized = unpack(words, num_weights)
         set_flat_parameters(eval_model, dequantize(quantized, fl.fixed_point))
-        evaluation = evaluate(eval_model, dataset.x_test, dataset.y_test)
+        evaluation = task.evaluate(eval_model, test_data)
         reports.append(
             _report(
                 round_number,
@@ -265,7 +280,7 @@ def run_simulation(
     if read_round(contract).number != fl.rounds + 1:
         raise ConfigError("the run ended with the wrong round open")  # pragma: no cover
     result = SimulationResult(
-        dataset=fl.dataset,
+        dataset=task.name,
         clients=fl.clients,
         rounds=tuple(reports),
         initial_accuracy=initial_accuracy,
@@ -275,8 +290,10 @@ def run_simulation(
         num_weights=num_weights,
         num_segments=view.num_segments,
         tiers=len(fl.rewards.amounts_wei),
+        lane_bits=view.lane_bits,
         settings={
             "network": chain.network.name,
+            "task": task.reference,
             "partition": fl.partition,
             "epochs": fl.epochs,
             "batch_size": fl.batch_size,

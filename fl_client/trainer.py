@@ -1,7 +1,9 @@
 """A client's local training, as the participant sees it: global weights in, trained weights out.
 
-Pure core (no web3). :class:`ShardTrainer` trains the built-in models on a data shard; any object
-with the same three members (:class:`LocalTrainer`) can stand in for it.
+Pure core (no web3). :class:`ShardTrainer` trains the built-in models on a data shard;
+:class:`fl_client.tasks.TaskTrainer` trains a user's task and
+:class:`fl_client.tasks.NumPyClientTrainer` a Flower ``NumPyClient`` as it is. Any object with the
+same three members (:class:`LocalTrainer`) can stand in for them.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
@@ -31,6 +32,8 @@ __all__ = [
     "TrainResult",
     "client_seed",
     "evaluate",
+    "one_intra_op_thread",
+    "seeded_global_rngs",
     "select_clients",
     "train_local",
 ]
@@ -179,7 +182,7 @@ def train_local(
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate, momentum=0.0)
 
-    with _one_intra_op_thread():
+    with one_intra_op_thread():
         if config.algorithm == "fedsgd":
             loss = _sgd_step(model, optimizer, shard.x, shard.y)
             result = TrainResult(loss=loss, num_samples=num_samples, steps=1)
@@ -327,7 +330,7 @@ def client_seed(base_seed: int, client_id: int, round_number: int) -> int:
 
 
 @contextlib.contextmanager
-def _one_intra_op_thread() -> Iterator[None]:
+def one_intra_op_thread() -> Iterator[None]:
     """Run the body with one torch intra-op thread, restoring the previous count afterwards.
 
     MKL splits the weight-gradient product differently for different thread counts, which
@@ -346,6 +349,34 @@ def _one_intra_op_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int) -> Iterator[None]:
+    """Run the body with torch's, numpy's and Python's global generators seeded from ``seed``,
+    restoring their previous states afterwards.
+
+    A user's task may draw from the global generators (torch's default initialisation, dropout,
+    a ``DataLoader`` shuffled without a generator); seeded per client and round, it still trains
+    the same weights whenever the round is replayed, and the caller's random state is untouched.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative seed; numpy's global generator takes it modulo ``2**32``.
+    """
+    _check_seed_part("seed", seed)
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed % 2**63)
+        np.random.seed(seed % _UINT32_LIMIT)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
 
 
 def _sgd_step(
