@@ -35,4 +35,25 @@ if [ "$(cat node_modules/.fl-setup 2>/dev/null || true)" != "$npm_stamp" ]; then
         || { echo "setup: anvil did not install" >&2; exit 1; }
     echo "$npm_stamp" > node_modules/.fl-setup
 fi
-echo "setup: ready (.venv, node_modules)"
+# Debian's Chromium for the dashboard's browser tests (tests/test_dashboard.py): Playwright drives
+# it headless and never downloads a browser of its own. Skipped when /usr/bin/chromium exists; the
+# package lists are refreshed only when apt does not know the package or the install fails.
+if [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing Debian's chromium (headless browser for the dashboard tests)"
+    as_root=()
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null \
+            || { echo "setup: chromium is missing; install it as root: apt-get install chromium" >&2; exit 1; }
+        as_root=(sudo)
+    fi
+    apt_install() {
+        "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends chromium >/dev/null
+    }
+    if ! apt-cache policy chromium 2>/dev/null | grep -q "Candidate: [0-9]"; then
+        "${as_root[@]}" apt-get update -q >/dev/null
+    fi
+    apt_install || { "${as_root[@]}" apt-get update -q >/dev/null && apt_install; }
+    [ -x /usr/bin/chromium ] || { echo "setup: chromium did not install" >&2; exit 1; }
+fi
+echo "setup: ready (.venv, node_modules, chromium)"
