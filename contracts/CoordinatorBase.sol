@@ -363,7 +363,8 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         if (firstWord + count == _config.numWords) _checkPadding(_calldataWord(data, count - 1));
         progress.distance +=
             _config.distance == Distance.SquaredL2 ? PackedVectors.measureSquaredL2(data, count, m.model) : l1;
-        if (_directionGuard()) {
+        // Round 1 has no step to compare with (version 0 is the initial model): nothing to split.
+        if (_directionGuard() && _modelVersion > 0) {
             uint256 model = m.model;
             uint256 along = 0;
             uint256 against = 0;

@@ -1,7 +1,9 @@
 """The command line: ``python -m fl_client <command>`` (also ``scripts/*.py``).
 
 Commands: ``simulate`` (the main job), ``node`` (start a local anvil), ``deploy``, ``client`` (one
-participant per account and process), ``query`` (rounds, model, rewards), ``withdraw``. Every command takes
+participant per account and process), ``relay`` (carries signed updates for gasless clients),
+``dashboard`` (one live page for a deployment), ``query`` (rounds, model, rewards), ``withdraw``.
+Every command takes
 ``--network``. ``main(argv)`` returns the exit code, so it is testable without a shell; this is
 the only module that prints.
 """
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fl_client import __version__
-from fl_client.config import FLConfig, ProjectConfig, load_config
+from fl_client.config import FLConfig, PrivacyConfig, ProjectConfig, load_config
 from fl_client.errors import ConfigError, FLError
 
 logger = logging.getLogger("fl_client")
@@ -38,8 +40,13 @@ def _fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
     mode = getattr(args, "mode", None)
     if mode is not None:
         fl = replace(fl, contract=replace(fl.contract, mode=mode))
-    if getattr(args, "dp", False) or getattr(args, "noise_multiplier", None) is not None:
+    dp_flags = ("noise_multiplier", "dp_level", "epsilon_budget")
+    if getattr(args, "dp", False) or any(getattr(args, f, None) is not None for f in dp_flags):
         privacy = replace(fl.privacy, dp=True)
+        if getattr(args, "dp_level", None) is not None:
+            privacy = replace(privacy, level=args.dp_level)
+        if getattr(args, "epsilon_budget", None) is not None:
+            privacy = replace(privacy, epsilon_budget=args.epsilon_budget)
         if getattr(args, "noise_multiplier", None) is not None:
             privacy = replace(privacy, noise_multiplier=args.noise_multiplier)
         if getattr(args, "clip_norm", None) is not None:
@@ -96,6 +103,16 @@ def _add_fl_options(parser: argparse.ArgumentParser) -> None:
         help="submission mode of the contract",
     )
     group.add_argument("--dp", action="store_true", help="client-side differential privacy on")
+    group.add_argument(
+        "--dp-level",
+        choices=["update", "sample"],
+        help="DP on the whole update, or per example with DP-SGD (implies --dp)",
+    )
+    group.add_argument(
+        "--epsilon-budget",
+        type=float,
+        help="the contract refuses a client's participation beyond this epsilon (implies --dp)",
+    )
     group.add_argument(
         "--noise-multiplier", type=float, help="DP noise multiplier sigma (implies --dp)"
     )
@@ -238,6 +255,31 @@ def cmd_node(args: argparse.Namespace) -> int:
             "the embedded chain needs no node; choose a network with cmd_settings (anvil)"
         )
 
+    if args.stop:
+        from fl_client.node import stop_recorded_node
+
+        stopped = stop_recorded_node(network.name)
+        print(
+            f"stopped the {network.name} node (pid {stopped.pid})"
+            if stopped
+            else f"no {network.name} node was running"
+        )
+        return 0
+    if args.background:
+        _, info = start_anvil(
+            network,
+            port=args.port,
+            block_time=args.block_time,
+            accounts=args.accounts,
+            state=args.state,
+            detach=True,
+        )
+        print(
+            f"anvil running on {info.url} (pid {info.pid}, chain id {network.expected_chain_id()}); "
+            f"stop it with `python -m fl_client node --stop`"
+        )
+        return 0
+
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
@@ -272,10 +314,13 @@ def cmd_node(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from fl_client.chain import DeploymentRecord, DeployParams, connect, deploy, write_record
     from fl_client.codec import encode
     from fl_client.model import get_flat_parameters
-    from fl_client.simulation import task_of
+    from fl_client.privacy_setup import privacy_setup
+    from fl_client.simulation import data_spec, task_of, train_config
 
     project = load_config()
     name = _require_rpc(project, args.network, "deploy")
@@ -284,11 +329,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     chain = connect(name, config=project)
     model = task.model(seed=fl.seed)
     words, _ = encode(get_flat_parameters(model), fl.fixed_point)
+    sizes = None
+    if fl.privacy.dp and fl.privacy.level == "sample" and fl.privacy.epsilon_budget > 0:
+        spec = data_spec(fl)  # the ledger charges what the smallest client spends
+        sizes = [len(task.client_data(i, spec)) for i in range(fl.clients)]
+    setup = privacy_setup(fl, config=train_config(fl), data_sizes=sizes)
     params = DeployParams.from_config(
         fl,
         num_weights=get_flat_parameters(model).size,
         clients=fl.clients,
         tx_gas_cap=chain.tx_gas_cap,
+        ledger=setup.ledger,
     )
     contract = deploy(
         chain,
@@ -312,6 +363,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         test_fraction=fl.test_fraction,
         hidden_layers=list(fl.hidden_layers),
         task=task.reference,
+        training={
+            "epochs": fl.epochs,
+            "batch_size": fl.batch_size,
+            "learning_rate": fl.learning_rate,
+            "algorithm": fl.algorithm,
+        },
+        privacy=asdict(fl.privacy),
     )
     path = write_record(record)
     print(contract.address)
@@ -357,20 +415,32 @@ def _deployment(
                 f"{value}: every client must use the deployment's data split and model"
             )
     fl = fl.with_overrides(rounds=args.rounds or record.rounds or None, **fixed)
+    training_flags = {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "lr"}
+    for key, value in record.training.items():
+        given = getattr(args, training_flags.get(key, key), None)
+        if given is not None and given != value:
+            raise ConfigError(
+                f"--{training_flags.get(key, key).replace('_', '-')} {given} differs from the "
+                f"deployment's {value}: every client trains with the deployment's settings"
+            )
+    if record.training:
+        fl = replace(fl, **record.training)
+    if record.privacy:
+        fl = replace(fl, privacy=PrivacyConfig(**record.privacy))
     return name, record, fl
 
 
 def cmd_client(args: argparse.Namespace) -> int:
     from fl_client.chain import CoordinatorView, connect, contract_at
     from fl_client.client_secret import load_secret
-    from fl_client.closer import RoundCloser
+    from fl_client.closer import closer_for
     from fl_client.node import state_dir
+    from fl_client.privacy_setup import client_trainer, privacy_setup
     from fl_client.participant import Participant, RoundOutcome
     from fl_client.paths import CommitRevealPath, DirectPath, MaskedPath, PathContext, RelayedPath
     from fl_client.relay import RelayClient
     from fl_client.runner import ParticipantLoop
-    from fl_client.simulation import data_spec, dp_config, task_of, tier_label, train_config
-    from fl_client.tasks import make_trainer
+    from fl_client.simulation import data_spec, task_of, tier_label, train_config
 
     project = load_config()
     name, record, fl = _deployment(project, args, "client")
@@ -387,12 +457,19 @@ def cmd_client(args: argparse.Namespace) -> int:
     contract = contract_at(chain, record.address)
     view = CoordinatorView.read(chain, contract)
     task = task_of(fl)
-    trainer = make_trainer(
-        task, client=args.account, spec=data_spec(fl), config=train_config(fl), seed=fl.seed
-    )
     # A random secret kept beside the node records: salts, masks and DP noise come from it, and a
     # restarted process reads the same one back.
     secret = load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key")
+    setup = privacy_setup(fl, config=train_config(fl))
+    trainer = client_trainer(
+        setup,
+        task,
+        client=args.account,
+        spec=data_spec(fl),
+        config=train_config(fl),
+        seed=fl.seed,
+        secret=secret,
+    )
     context = PathContext(chain, contract, account, view, secret)
     relay = RelayClient(args.relay_url) if args.relay_url else None
     if view.mode == "commit_reveal":
@@ -412,13 +489,14 @@ def cmd_client(args: argparse.Namespace) -> int:
         path=path,
         view=view,
         secret=secret,
-        privacy=dp_config(fl),
+        privacy=setup.update,
     )
     prefix = f"[client {args.account} {account[:10]}]"
     print(
         f"{prefix} task {task.name}, {trainer.num_weights:,} weights, {path.name} path on {name}"
         + (
-            f", DP (C={fl.privacy.clip_norm}, sigma={fl.privacy.noise_multiplier})"
+            f", {fl.privacy.level}-level DP (C={fl.privacy.clip_norm}, "
+            f"sigma={fl.privacy.noise_multiplier})"
             if fl.privacy.dp
             else ""
         )
@@ -428,11 +506,14 @@ def cmd_client(args: argparse.Namespace) -> int:
         print(
             f"{prefix} round {outcome.round_number}: distance {outcome.distance:,}, tier "
             f"{tier_label(outcome.tier)}, reward {outcome.reward_wei} wei, gas {outcome.gas_used:,}"
-            + (" (closed the round)" if outcome.closed_round else "")
         )
         sys.stdout.flush()
 
-    closer = RoundCloser(
+    def closed(round_number: int, gas: int) -> None:
+        print(f"{prefix} closed round {round_number} (gas {gas:,})")
+        sys.stdout.flush()
+
+    closer = closer_for(
         chain=chain,
         contract=contract,
         account=account,
@@ -446,6 +527,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         poll_interval=args.poll,
         timeout=args.timeout,
         on_outcome=show,
+        on_close=closed,
     )
     loop.run(fl.rounds)
     print(f"{prefix} done after round {fl.rounds}")
@@ -608,6 +690,15 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument(
         "--state", type=Path, help="load the chain from this file and save it there on exit"
     )
+    lifetime = node.add_mutually_exclusive_group()
+    lifetime.add_argument(
+        "--background",
+        action="store_true",
+        help="start the node detached, return once it answers (stop it with --stop)",
+    )
+    lifetime.add_argument(
+        "--stop", action="store_true", help="stop the node started with --background"
+    )
     node.set_defaults(handler=cmd_node)
 
     deploy = commands.add_parser(
@@ -664,6 +755,10 @@ def build_parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--account", type=int, required=True, help="client index I")
     withdraw.add_argument("--key-env", help="environment variable holding the private key")
     withdraw.set_defaults(handler=cmd_withdraw)
+
+    from fl_client.dashboard.cli import add_parser as add_dashboard_parser
+
+    add_dashboard_parser(commands)
 
     query = commands.add_parser("query", help="round status, the global model and rewards")
     _add_network(query)

@@ -187,12 +187,37 @@ class ContractConfig:
 
 @dataclass(frozen=True)
 class PrivacyConfig:
-    """Client-side differential privacy (the ``privacy`` section); off unless ``dp`` is true."""
+    """Client-side differential privacy (the ``privacy`` section); off unless ``dp`` is true.
+
+    ``level`` ``update``: the whole update is clipped to ``clip_norm`` and noised; ``sample``:
+    DP-SGD (Opacus), every example's gradient clipped to ``clip_norm`` and the sum noised.
+    ``epsilon_budget`` > 0 turns on the contract's privacy ledger.
+    """
 
     dp: bool = False
+    level: str = "update"
     clip_norm: float = 1.0
     noise_multiplier: float = 1.0
     delta: float = 1e-5
+    epsilon_budget: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dp, bool):
+            raise ConfigError(f"privacy.dp must be true or false, got {self.dp!r}")
+        if self.level not in ("update", "sample"):
+            raise ConfigError(f"privacy.level must be update or sample, got {self.level!r}")
+        for name in ("clip_norm", "noise_multiplier", "delta", "epsilon_budget"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"privacy.{name} must be a number, got {value!r}")
+        if self.epsilon_budget < 0:
+            raise ConfigError(
+                f"privacy.epsilon_budget must be >= 0 (0: no ledger), got {self.epsilon_budget}"
+            )
+        if self.epsilon_budget > 0 and not self.dp:
+            raise ConfigError(
+                "privacy.epsilon_budget needs privacy.dp: true (the ledger charges DP participations)"
+            )
 
 
 @dataclass(frozen=True)

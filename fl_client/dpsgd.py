@@ -18,13 +18,14 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from fl_client.data import Shard
 from fl_client.errors import ConfigError, DataError
-from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
+from fl_client.model import get_flat_parameters, set_flat_parameters
 from fl_client.privacy import LEDGER_ORDERS, LedgerCurve, epsilon_of_rdp, rdp_curve
 from fl_client.trainer import FitResult
 from fl_client.training import TrainConfig, one_intra_op_thread
@@ -104,17 +105,40 @@ def ledger_curve(
     )
 
 
+def as_dataset(data: Any) -> torch.utils.data.Dataset[Any]:
+    """A task's client data as a torch dataset: a built-in shard, or a dataset as it is.
+
+    Raises
+    ------
+    ConfigError
+        Neither: DP-SGD needs the examples one by one (use update-level noise for such a task).
+    """
+    if isinstance(data, Shard):
+        return torch.utils.data.TensorDataset(data.x, data.y)
+    if isinstance(data, torch.utils.data.Dataset) and hasattr(data, "__len__"):
+        return data
+    raise ConfigError(
+        f"sample-level DP trains on the task's examples one by one: its data must be a torch "
+        f"Dataset (or a built-in shard), got {type(data).__name__}; use privacy.level: update"
+    )
+
+
 def train_dp_sgd(
-    model: torch.nn.Module, shard: Shard, config: TrainConfig, dp: DPSGDConfig, *, seed: int
+    model: torch.nn.Module,
+    dataset: torch.utils.data.Dataset[Any],
+    config: TrainConfig,
+    dp: DPSGDConfig,
+    *,
+    seed: int,
 ) -> float:
-    """Train ``model`` in place with DP-SGD for ``config.epochs`` epochs; the last epoch's mean loss."""
+    """Train ``model`` in place with DP-SGD (cross-entropy) for ``config.epochs`` epochs; the last
+    epoch's mean loss."""
     from opacus import PrivacyEngine
 
-    participation = Participation.of(shard.num_samples, config)
-    batch = round(participation.sampling_rate * shard.num_samples)
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(shard.x, shard.y), batch_size=batch
-    )
+    samples = len(dataset)  # type: ignore[arg-type]
+    participation = Participation.of(samples, config)
+    batch = max(1, round(participation.sampling_rate * samples))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.learning_rate)
     with torch.random.fork_rng(), one_intra_op_thread(), warnings.catch_warnings():
         warnings.simplefilter(
@@ -137,10 +161,10 @@ def train_dp_sgd(
         for _ in range(config.epochs):
             total, seen = 0.0, 0
             for x, y in private_loader:
-                if len(y) == 0:
-                    optimizer.zero_grad()
-                    continue
                 optimizer.zero_grad()
+                if len(y) == 0:  # Poisson sampling can draw an empty batch: still a step
+                    optimizer.step()
+                    continue
                 batch_loss = loss_fn(private(x), y)
                 batch_loss.backward()
                 optimizer.step()
@@ -152,31 +176,30 @@ def train_dp_sgd(
 
 
 class DPSGDTrainer:
-    """A :class:`~fl_client.trainer.LocalTrainer` that trains with DP-SGD on one shard; the noise
-    and the sampling come from ``noise_seed`` (derive it from the client's secret) and the round."""
+    """A :class:`~fl_client.trainer.LocalTrainer` that trains a task's model with DP-SGD on one
+    client's data; the noise and the sampling come from ``noise_seed`` (derive it from the
+    client's secret) and the round."""
 
     def __init__(
         self,
         *,
-        shard: Shard,
-        num_features: int,
-        num_classes: int,
+        model: torch.nn.Module,
+        data: Any,
         config: TrainConfig,
         dp: DPSGDConfig,
         noise_seed: int,
-        hidden: Sequence[int] = (),
     ) -> None:
-        self.shard = shard
+        self.dataset = as_dataset(data)
         self.config = config
         self.dp = dp
         self.noise_seed = noise_seed
-        self.participation = Participation.of(shard.num_samples, config)
-        self._model = build_model(num_features, num_classes, seed=0, hidden=hidden)
+        self.participation = Participation.of(len(self.dataset), config)  # type: ignore[arg-type]
+        self._model = model
 
     @property
     def num_samples(self) -> int:
-        """Samples in the shard."""
-        return self.shard.num_samples
+        """Examples of the client."""
+        return len(self.dataset)  # type: ignore[arg-type]
 
     @property
     def num_weights(self) -> int:
@@ -187,5 +210,5 @@ class DPSGDTrainer:
         """Load ``global_weights`` and train one participation of DP-SGD."""
         set_flat_parameters(self._model, global_weights)
         seed = (self.noise_seed + 1_000_003 * round_number) % 2**63
-        loss = train_dp_sgd(self._model, self.shard, self.config, self.dp, seed=seed)
+        loss = train_dp_sgd(self._model, self.dataset, self.config, self.dp, seed=seed)
         return FitResult(get_flat_parameters(self._model), loss)

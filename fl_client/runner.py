@@ -16,7 +16,7 @@ from collections.abc import Callable
 import requests
 
 from fl_client.chain import RoundInfo, read_round, read_round_details, send
-from fl_client.closer import RoundCloser
+from fl_client.closer import MaskedRoundCloser, RoundCloser
 from fl_client.errors import ChainError, ClientStateError, ContractRevertError, NodeUnreachableError
 from fl_client.participant import Participant, RoundOutcome
 
@@ -89,13 +89,14 @@ class ParticipantLoop:
     def __init__(
         self,
         participant: Participant,
-        closer: RoundCloser | None,
+        closer: RoundCloser | MaskedRoundCloser | None,
         *,
         clients: int,
         poll_interval: float = 0.5,
         timeout: float = 3600.0,
         close_grace: float = 10.0,
         on_outcome: Callable[[RoundOutcome], None] | None = None,
+        on_close: Callable[[int, int], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """``clients`` is how many participants share the closing (the round's designated closer
@@ -108,7 +109,9 @@ class ParticipantLoop:
         self.timeout = timeout
         self.close_grace = close_grace
         self.on_outcome = on_outcome
+        self.on_close = on_close  # (round, gas) when this client sent a round's closes
         self.sleep = sleep
+        self._settled: set[int] = set()
 
     def run(self, rounds: int) -> list[RoundOutcome]:
         """Take part until round ``rounds`` has closed (by the chain's round number).
@@ -121,7 +124,7 @@ class ParticipantLoop:
             The chain made no progress (no new round) within ``timeout`` seconds.
         """
         outcomes: list[RoundOutcome] = []
-        awaiting: set[int] = set()
+        awaiting: set[int] = set()  # rounds this client acted in, not settled yet
         outage = Outage(str(self.participant), self.timeout)
         seen_round, progress_at = -1, time.monotonic()
         while True:
@@ -160,7 +163,7 @@ class ParticipantLoop:
                 raise
             logger.warning("%s: round %d moved on (%s)", participant, info.number, exc)
         trained = participant.trained_round
-        if trained == info.number:
+        if trained == info.number and trained not in self._settled:
             awaiting.add(info.number)
 
     def _settle(self, info: RoundInfo, awaiting: set[int], outcomes: list[RoundOutcome]) -> None:
@@ -169,6 +172,7 @@ class ParticipantLoop:
             if outcome is not None:
                 outcomes.append(outcome)
                 awaiting.discard(number)
+                self._settled.add(number)
                 if self.on_outcome is not None:
                     self.on_outcome(outcome)
             elif info.number > number:
@@ -177,6 +181,7 @@ class ParticipantLoop:
                     "%s: round %d ended without settling its update", self.participant, number
                 )
                 awaiting.discard(number)
+                self._settled.add(number)
 
     def _move_on(self, info: RoundInfo) -> None:
         """Close the round when due, or end it when nobody can."""
@@ -186,7 +191,10 @@ class ParticipantLoop:
         try:
             if self.closer is not None and self.closer.closable(info, now):
                 if designated or now >= info.deadline + self.close_grace:
-                    participant.record(info.number, self.closer.close(now=now))
+                    receipts = self.closer.close(now=now)
+                    participant.record(info.number, receipts)
+                    if receipts and self.on_close is not None:
+                        self.on_close(info.number, sum(int(r["gasUsed"]) for r in receipts))
                 return
             if self._finalize_due(info, now):
                 receipt = send(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,8 +30,9 @@ from fl_client.federated import run_task_federated
 from fl_client.federation import Federation, Member
 from fl_client.model import get_flat_parameters, set_flat_parameters
 from fl_client.participant import RoundOutcome
-from fl_client.privacy import DPConfig, epsilon
-from fl_client.tasks import DataSpec, LoadedTask, load_task, make_trainer
+from fl_client.privacy_setup import PrivacySetup, client_trainer, privacy_setup
+from fl_client.tasks import DataSpec, LoadedTask, load_task
+from fl_client.trainer import LocalTrainer
 from fl_client.training import TrainConfig, select_clients
 
 logger = logging.getLogger(__name__)
@@ -134,13 +135,6 @@ def task_of(fl: FLConfig) -> LoadedTask:
     return load_task(fl.task_reference, hidden_layers=fl.hidden_layers)
 
 
-def dp_config(fl: FLConfig) -> DPConfig | None:
-    """Client-side DP settings, when on."""
-    if not fl.privacy.dp:
-        return None
-    return DPConfig(fl.privacy.clip_norm, fl.privacy.noise_multiplier, fl.privacy.delta)
-
-
 def run_simulation(
     fl: FLConfig | None = None,
     *,
@@ -197,8 +191,22 @@ def run_simulation(
     set_flat_parameters(initial_model, initial_flat)
     initial_accuracy = task.evaluate(initial_model, test_data).accuracy
 
+    secrets = [simulation_secret(fl.seed, i) for i in range(fl.clients)]
+    setup = privacy_setup(fl, config=config)
+    trainers = [
+        client_trainer(
+            setup, task, client=i, spec=spec, config=config, seed=fl.seed, secret=secrets[i]
+        )
+        for i in range(fl.clients)
+    ]
+    if setup.sample is not None and fl.privacy.epsilon_budget > 0:
+        setup = privacy_setup(fl, config=config, data_sizes=[t.num_samples for t in trainers])
     params = DeployParams.from_config(
-        fl, num_weights=num_weights, clients=fl.clients, tx_gas_cap=chain.tx_gas_cap
+        fl,
+        num_weights=num_weights,
+        clients=fl.clients,
+        tx_gas_cap=chain.tx_gas_cap,
+        ledger=setup.ledger,
     )
     before = len(chain.gas_used)
     contract = deploy(chain, params, initial_words=initial_words, pool_wei=fl.rewards.pool_wei)
@@ -218,7 +226,6 @@ def run_simulation(
         test_data=test_data,
     )
 
-    dp = dp_config(fl)
     first_relayed = fl.clients - fl.relayed_clients
     federation = Federation(
         chain=chain,
@@ -226,14 +233,14 @@ def run_simulation(
         members=[
             Member(
                 account=chain.accounts[1 + i],
-                trainer=make_trainer(task, client=i, spec=spec, config=config, seed=fl.seed),
-                secret=simulation_secret(fl.seed, i),
+                trainer=trainers[i],
+                secret=secrets[i],
                 relayed=i >= first_relayed,
             )
             for i in range(fl.clients)
         ],
         closer_account=chain.accounts[0],
-        privacy=dp,
+        privacy=setup.update,
     )
     view = federation.view
 
@@ -270,11 +277,9 @@ def run_simulation(
                 model_hash="0x" + vector_hash(words, view.words_per_segment).hex(),
                 sample_weighted=fl.contract.aggregation == "sample_weighted",
                 seconds=time.perf_counter() - round_started,
-                # Each client's releases compose; no amplification by sampling is claimed (the
-                # selection is seeded and every submission is public with its sender).
-                epsilon=None
-                if dp is None
-                else epsilon(dp.noise_multiplier, max(participations), dp.delta),
+                # Each client's releases compose; no amplification by the selection of clients
+                # is claimed (it is seeded, and every submission is public with its sender).
+                epsilon=_largest_epsilon(setup, trainers, participations),
             )
         )
     if read_round(contract).number != fl.rounds + 1:
@@ -308,6 +313,8 @@ def run_simulation(
             "relayed_clients": fl.relayed_clients,
             "hidden_layers": list(fl.hidden_layers),
             "dp": fl.privacy.dp,
+            "dp_level": fl.privacy.level,
+            "epsilon_budget": fl.privacy.epsilon_budget,
             "clip_norm": fl.privacy.clip_norm,
             "noise_multiplier": fl.privacy.noise_multiplier,
             "delta": fl.privacy.delta,
@@ -321,6 +328,18 @@ def run_simulation(
             f"(tolerance {tolerance_pp} pp)"
         )
     return result
+
+
+def _largest_epsilon(
+    setup: PrivacySetup, trainers: Sequence[LocalTrainer], participations: Sequence[int]
+) -> float | None:
+    """The largest epsilon of any client so far (``None`` without DP)."""
+    values = [
+        setup.epsilon(count, getattr(trainer, "participation", None))
+        for trainer, count in zip(trainers, participations, strict=True)
+    ]
+    found = [v for v in values if v is not None]
+    return max(found) if found else None
 
 
 def _report(

@@ -6,6 +6,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fl_client.config import PROJECT_ROOT
 from fl_client.errors import DeploymentNotFoundError
@@ -34,6 +35,10 @@ class DeploymentRecord:
     hidden_layers: list[int] = field(default_factory=list)
     # The task every client process loads (fl_client.tasks); None: the built-in task of dataset.
     task: str | None = None
+    # Local training and privacy settings every client must share (epochs, batch_size,
+    # learning_rate, algorithm; the privacy section): empty in records older than these fields.
+    training: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The record as JSON."""
