@@ -435,9 +435,9 @@ def cmd_client(args: argparse.Namespace) -> int:
     from fl_client.client_secret import load_secret
     from fl_client.closer import closer_for
     from fl_client.node import state_dir
-    from fl_client.privacy_setup import client_trainer, privacy_setup
     from fl_client.participant import Participant, RoundOutcome
     from fl_client.paths import CommitRevealPath, DirectPath, MaskedPath, PathContext, RelayedPath
+    from fl_client.privacy_setup import client_trainer, privacy_setup
     from fl_client.relay import RelayClient
     from fl_client.runner import ParticipantLoop
     from fl_client.simulation import data_spec, task_of, tier_label, train_config

@@ -71,7 +71,9 @@ def decode_revert(abi: Sequence[Any], data: str | bytes | None) -> ContractRever
 
 # Deployment parameters that are lists: CoordinatorInvalidParameter's value is then the position
 # of the offending entry, not a value.
-_LIST_PARAMETERS = frozenset({"tierThresholds", "tierRewards", "rdpPerParticipation", "rdpConversion"})
+_LIST_PARAMETERS = frozenset(
+    {"tierThresholds", "tierRewards", "rdpPerParticipation", "rdpConversion"}
+)
 # ... or a count.
 _COUNT_PARAMETERS = frozenset({"tierCount", "units"})
 
