@@ -115,6 +115,26 @@ ALIGNMENT_OFF = -10_000
 
 
 MODES = ("plain", "commit_reveal", "secure_aggregation")
+_CONTRACT_INTEGERS = (
+    "target_submissions",
+    "min_submissions",
+    "round_duration",
+    "max_sample_count",
+    "min_reward_distance",
+    "max_counted_distance",
+    "reveal_duration",
+    "close_window",
+    "close_fee_wei",
+    "relay_fee_wei",
+    "commit_bond_wei",
+    "max_share_bps",
+    "max_step",
+    "max_drift",
+    "drift_window",
+    "max_dropouts",
+    "setup_duration",
+    "recovery_duration",
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +168,17 @@ class ContractConfig:
     recovery_duration: int = 600
 
     def __post_init__(self) -> None:
+        for name in _CONTRACT_INTEGERS:
+            value = getattr(self, name)
+            if value is None and name in ("target_submissions", "min_submissions"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(
+                    f"contract.{name} must be an integer >= 0, got {value!r}"
+                    + (" (or null: the number of clients)" if name.endswith("_submissions") else "")
+                )
+        if not isinstance(self.allowlist, bool):
+            raise ConfigError(f"contract.allowlist must be true or false, got {self.allowlist!r}")
         if (
             isinstance(self.min_alignment_bps, bool)
             or not isinstance(self.min_alignment_bps, int)
@@ -220,6 +251,29 @@ class PrivacyConfig:
             )
 
 
+# federated_learning's plain settings and what they accept (checked when the file is read, so
+# that a typo is one clear line, not a traceback later).
+_INTEGERS = {
+    "clients": 1,
+    "relayed_clients": 0,
+    "rounds": 1,
+    "epochs": 1,
+    "batch_size": 0,
+    "seed": 0,
+}
+_NUMBERS = {
+    "learning_rate": (0.0, float("inf")),
+    "fraction": (0.0, 1.0),
+    "test_fraction": (0.0, 0.9),
+    "dirichlet_alpha": (0.0, float("inf")),
+}
+_CHOICES = {
+    "dataset": ("digits", "mnist5k"),
+    "partition": ("iid", "dirichlet"),
+    "algorithm": ("fedavg", "fedsgd"),
+}
+
+
 @dataclass(frozen=True)
 class FLConfig:
     """Federated-learning defaults (the ``federated_learning`` section)."""
@@ -255,6 +309,32 @@ class FLConfig:
             raise ConfigError(
                 "task must name a task (a built-in, a module or a .py file) or be null, "
                 f"got {self.task!r}"
+            )
+        for name, low in _INTEGERS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(
+                    f"federated_learning.{name} must be an integer >= {low}, got {value!r}"
+                )
+        for name, (low, high) in _NUMBERS.items():
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not low < value <= high
+            ):
+                raise ConfigError(
+                    f"federated_learning.{name} must be a number in ({low}, {high}], got {value!r}"
+                )
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ConfigError(
+                    f"federated_learning.{name} must be one of {', '.join(choices)}, "
+                    f"got {getattr(self, name)!r}"
+                )
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in self.hidden_layers):
+            raise ConfigError(
+                f"federated_learning.hidden_layers must be positive integers, got {list(self.hidden_layers)}"
             )
 
     @property
