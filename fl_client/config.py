@@ -317,14 +317,14 @@ class FLConfig:
                     f"federated_learning.{name} must be an integer >= {low}, got {value!r}"
                 )
         for name, (low, high) in _NUMBERS.items():
-            value = getattr(self, name)
+            number = getattr(self, name)
             if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not low < value <= high
+                isinstance(number, bool)
+                or not isinstance(number, int | float)
+                or not low < number <= high
             ):
                 raise ConfigError(
-                    f"federated_learning.{name} must be a number in ({low}, {high}], got {value!r}"
+                    f"federated_learning.{name} must be a number in ({low}, {high}], got {number!r}"
                 )
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
