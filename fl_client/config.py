@@ -316,15 +316,15 @@ class FLConfig:
                 raise ConfigError(
                     f"federated_learning.{name} must be an integer >= {low}, got {value!r}"
                 )
-        for name, (low, high) in _NUMBERS.items():
+        for name, (lower, upper) in _NUMBERS.items():
             number = getattr(self, name)
             if (
                 isinstance(number, bool)
                 or not isinstance(number, int | float)
-                or not low < number <= high
+                or not lower < number <= upper
             ):
                 raise ConfigError(
-                    f"federated_learning.{name} must be a number in ({low}, {high}], got {number!r}"
+                    f"federated_learning.{name} must be a number in ({lower}, {upper}], got {number!r}"
                 )
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
