@@ -10,12 +10,12 @@ federation has relayed clients, else the designated participant) sends the close
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from web3.contract import Contract
 
-from fl_client.chain import Chain, CoordinatorView, read_round, send, send_all
+from fl_client.chain import Chain, CoordinatorView, RoundInfo, read_round, send, send_all
 from fl_client.closer import MaskedRoundCloser, RoundCloser, closer_for
 from fl_client.errors import ChainError
 from fl_client.participant import Participant, RoundOutcome
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 # Passes per round: commit-reveal needs two (commit, reveal), secure aggregation three (keys,
 # shares, masked words) and a fourth when members dropped out (their shares); the rest one.
 MAX_PASSES = 5
+# The phases in which a member sends its update (what a dropped member no longer does).
+_SUBMITTING = frozenset({"Open", "Reveal", "Recover"})
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,21 @@ class Federation:
         round_number: int,
         selected: Sequence[int],
         *,
+        dropouts: Collection[int] = (),
         on_submitted: Callable[[Participant], None] | None = None,
     ) -> list[RoundOutcome]:
-        """Play ``round_number`` with the participants ``selected`` until it closes.
+        """Play ``round_number`` with the participants ``selected`` until it closes or ends.
+
+        The participants in ``dropouts`` stop before their update: they register and post their
+        shares (secure aggregation) or commit (commit-reveal), then send nothing more. When the
+        others are done and the round waits for them, the clock moves past the phase's deadline
+        (test chains only) and ``finalize`` moves the round on: a recovery of the dropped members'
+        masks, or the round's end.
 
         Raises
         ------
         ChainError
-            The round is not the open one, or did not close after the passes.
+            The round is not the open one, or did not move on after the passes.
         """
         info = read_round(self.contract)
         if info.number != round_number:
@@ -121,9 +130,15 @@ class Federation:
                 f"expected round {round_number} to be open, the contract is at {info.number}"
             )
         chosen = [self.participants[i] for i in selected]
-        for _ in range(MAX_PASSES):
+        dropped = {self.participants[i].account for i in dropouts}
+        for _ in range(MAX_PASSES + 2):
             now = self.chain.timestamp()
-            batch = [(p, call) for p in chosen for call in p.pending(info, now=now)]
+            batch = [
+                (p, call)
+                for p in chosen
+                if not (p.account in dropped and info.phase in _SUBMITTING)
+                for call in p.pending(info, now=now)
+            ]
             receipts = send_all(self.chain, [call for _, call in batch])
             for (participant, _), receipt in zip(batch, receipts, strict=True):
                 participant.record(round_number, [receipt])
@@ -133,22 +148,31 @@ class Federation:
             if self.relay is not None:
                 self.relay.register()
             info = read_round(self.contract)
-            if info.phase == "Commit" and info.number == round_number and not batch:
-                self._finalize(info.deadline)  # nobody else will commit: open the reveals
-                info = read_round(self.contract)
             if info.number == round_number and self.closer.closable(info, self.chain.timestamp()):
                 self.closer.close(now=self.chain.timestamp())
+                info = read_round(self.contract)
+            elif info.number == round_number and not batch:
+                # Nobody has anything left to send: the round waits for its deadline.
+                self._move_on(info)
                 info = read_round(self.contract)
             if info.number != round_number:
                 break
         if info.number == round_number:
             raise ChainError(
-                f"round {round_number} did not close ({info.phase}, {info.submissions} submissions)"
+                f"round {round_number} did not move on ({info.phase}, {info.submissions} submissions)"
             )
         outcomes = [p.outcome(round_number) for p in chosen]
         return [o for o in outcomes if o is not None]
 
-    def _finalize(self, deadline: int) -> None:
-        if self.chain.timestamp() < deadline:
-            self.chain.advance_time(deadline - self.chain.timestamp())
+    def _move_on(self, info: RoundInfo) -> None:
+        """Move the clock to the phase's deadline (test chains only); close the round if it can
+        close then, else call ``finalize`` (after the close window when it would end the round)."""
+        if self.chain.timestamp() < info.deadline:
+            self.chain.advance_time(info.deadline - self.chain.timestamp())
+        now = self.chain.timestamp()
+        if self.closer.closable(read_round(self.contract), now):
+            self.closer.close(now=now)
+            return
+        if info.phase in ("Open", "Reveal") and self.view.mode != "secure_aggregation":
+            self.chain.advance_time(self.view.close_window)  # ending a round waits for the window
         send(self.chain, self.contract.functions.finalize(), self.closer.account, what="finalize")
