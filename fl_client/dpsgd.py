@@ -93,16 +93,16 @@ def epsilon_after(participations: int, participation: Participation, dp: DPSGDCo
 def ledger_curve(
     shard_sizes: Sequence[int], config: TrainConfig, dp: DPSGDConfig, *, epsilon_budget: float
 ) -> LedgerCurve:
-    """The curve the contract charges per participation: that of the smallest shard (the largest
-    sampling rate and the most privacy spent), so that no client is charged less than it spends."""
-    worst = Participation.of(min(shard_sizes), config)
-    return LedgerCurve.of(
-        noise_multiplier=dp.noise_multiplier,
-        delta=dp.delta,
-        epsilon_budget=epsilon_budget,
-        sampling_rate=worst.sampling_rate,
-        steps=worst.steps,
-    )
+    """The curve the contract charges per participation: at each order, the largest RDP of any
+    client's participation, so that no client is charged less than it spends. (The smallest
+    shard samples at the largest rate, but a larger shard may take more steps, and which one
+    spends more depends on the order.)"""
+    participations = {Participation.of(size, config) for size in shard_sizes}
+    if not participations:
+        raise DataError("a ledger needs at least one client's data size")
+    curves = [participation_curve(p, dp) for p in sorted(participations, key=repr)]
+    worst = [max(values) for values in zip(*curves, strict=True)]
+    return LedgerCurve.of_rdp(worst, delta=dp.delta, epsilon_budget=epsilon_budget)
 
 
 def as_dataset(data: Any) -> torch.utils.data.Dataset[Any]:

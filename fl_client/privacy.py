@@ -178,9 +178,25 @@ class LedgerCurve:
         orders: Sequence[float] = LEDGER_ORDERS,
     ) -> LedgerCurve:
         """The curve of a participation of ``steps`` releases at ``sampling_rate``."""
+        curve = rdp_curve(noise_multiplier, sampling_rate=sampling_rate, steps=steps, orders=orders)
+        return cls.of_rdp(curve, delta=delta, epsilon_budget=epsilon_budget, orders=orders)
+
+    @classmethod
+    def of_rdp(
+        cls,
+        curve: Sequence[float],
+        *,
+        delta: float,
+        epsilon_budget: float,
+        orders: Sequence[float] = LEDGER_ORDERS,
+    ) -> LedgerCurve:
+        """The ledger of a participation whose RDP at each of ``orders`` is ``curve``. The budget
+        is taken to the nearest 1e-6 (so that a budget given as a reported epsilon admits exactly
+        the participations that reach it)."""
         if not epsilon_budget > 0:
             raise ConfigError(f"the epsilon budget must be positive, got {epsilon_budget}")
-        curve = rdp_curve(noise_multiplier, sampling_rate=sampling_rate, steps=steps, orders=orders)
+        if len(curve) != len(orders):
+            raise ConfigError(f"{len(curve)} RDP values for {len(orders)} orders")
         if not all(math.isfinite(v) for v in curve):
             raise ConfigError("a privacy ledger needs noise (noise_multiplier > 0)")
         return cls(
@@ -189,23 +205,26 @@ class LedgerCurve:
             conversion_micro=tuple(
                 max(0, math.ceil(v * MICRO)) for v in conversion_terms(delta, orders)
             ),
-            budget_micro=int(epsilon_budget * MICRO),
+            budget_micro=round(epsilon_budget * MICRO),
             delta=delta,
+        )
+
+    def micro_after(self, participations: int) -> int:
+        """Epsilon after ``participations`` in 1e-6 units, exactly as the contract computes it."""
+        if participations == 0:
+            return 0
+        return min(
+            participations * r + c
+            for r, c in zip(self.rdp_micro, self.conversion_micro, strict=True)
         )
 
     def epsilon_after(self, participations: int) -> float:
         """Epsilon after ``participations``, as the contract computes it (``epsilonSpent``)."""
-        if participations == 0:
-            return 0.0
-        micro = min(
-            participations * r + c
-            for r, c in zip(self.rdp_micro, self.conversion_micro, strict=True)
-        )
-        return micro / MICRO
+        return self.micro_after(participations) / MICRO
 
     def participations_allowed(self) -> int:
         """How many participations the budget admits."""
         count = 0
-        while self.epsilon_after(count + 1) * MICRO <= self.budget_micro:
+        while self.micro_after(count + 1) <= self.budget_micro:
             count += 1
         return count
