@@ -183,8 +183,6 @@ interface CoordinatorTypes {
     error CoordinatorAlreadyRegistered(address account);
     /// @notice `account` is not a member of the round's cohort (or not at this step).
     error CoordinatorNotRegistered(address account);
-    /// @notice The cohort already has `size` members.
-    error CoordinatorCohortFull(uint256 size);
     /// @notice The masking key of `account` is not a valid secp256k1 key it proved to hold.
     error CoordinatorInvalidKeyProof(address account);
     /// @notice A masking key with x-coordinate `x` is registered already this round (a copy, or

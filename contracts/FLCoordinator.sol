@@ -872,6 +872,17 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         return _config.laneBits;
     }
 
+    /// @notice SecureAggregation: how many of a round's cohort may drop out after the masking was
+    /// set up (their masks are then recovered from the survivors' shares), and the durations of
+    /// the registration window and of the recovery.
+    function secureAggregation()
+        external
+        view
+        returns (uint256 maxDropouts, uint256 setupDuration, uint256 recoveryDuration)
+    {
+        return (_config.maxDropouts, _config.setupDuration, _config.recoveryDuration);
+    }
+
     /// @notice SecureAggregation: sum words per model word (laneBits / 16).
     function sumWordsPerWord() external view returns (uint256) {
         return _config.laneBits / 16;

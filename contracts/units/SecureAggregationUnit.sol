@@ -49,8 +49,8 @@ contract SecureAggregationUnit is CoordinatorBase {
         RoundState memory state = _secAggRound(round, Phase.Register);
         if (!_eligible(msg.sender, round)) revert CoordinatorNotEligible(msg.sender, round);
         if (_member(msg.sender, round) != 0) revert CoordinatorAlreadyRegistered(msg.sender);
+        // The cohort cannot be full here: its last registration moves the round to Share.
         CohortState memory cohort = _cohortState;
-        if (cohort.registered >= _config.targetSubmissions) revert CoordinatorCohortFull(cohort.registered);
         bytes32 digest = keccak256(abi.encode(KEY_PROOF_TAG, block.chainid, address(this), round, msg.sender, x, y));
         // x below the group order: the recovery uses x as an ECDSA `r` (see `_pointAddress`).
         if (x == 0 || x >= N || ecrecover(digest, v, r, s) != _keyAddress(x, y)) {

@@ -200,6 +200,7 @@ class CoordinatorView:
     close_window: int
     commit_bond: int
     reward_reference: str = "current"
+    max_dropouts: int = 0  # secure aggregation: members a round may lose after its setup
 
     @classmethod
     def read(cls, chain: Chain, contract: Contract) -> CoordinatorView:
@@ -223,6 +224,7 @@ class CoordinatorView:
             close_window=int(f.closeWindow().call()),
             commit_bond=int(f.commitBond().call()),
             reward_reference=("current", "aggregate")[int(f.rewardReference().call())],
+            max_dropouts=int(f.secureAggregation().call()[0]),
         )
 
 
