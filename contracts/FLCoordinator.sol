@@ -1099,6 +1099,8 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
                 revert CoordinatorInvalidParameter("distanceBounds", 0);
             }
             if (p.minAlignment != ALIGNMENT_OFF) revert CoordinatorInvalidSignedParameter("minAlignment", p.minAlignment);
+            // Each member weights its own masked words: no share can be capped after the sum.
+            if (p.maxShareBps != 0) revert CoordinatorInvalidParameter("maxShareBps", p.maxShareBps);
             if (p.rewardReference != RewardReference.Current) {
                 revert CoordinatorInvalidParameter("rewardReference", uint256(p.rewardReference));
             }

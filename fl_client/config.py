@@ -210,6 +210,27 @@ class ContractConfig:
                 f"got {self.words_per_segment!r}"
             )
 
+        if self.mode == "secure_aggregation":
+            self._check_secure_aggregation()
+
+    def _check_secure_aggregation(self) -> None:
+        """What masked updates cannot have (the contract refuses the same): a rule on a single
+        update (its distance, direction or share of the weight) or a reward by the new model."""
+        per_update = {
+            "min_reward_distance": self.min_reward_distance != 0,
+            "max_counted_distance": self.max_counted_distance != 0,
+            "min_alignment_bps": self.min_alignment_bps != ALIGNMENT_OFF,
+            "max_share_bps": self.max_share_bps != 0,
+            "reward_reference": self.reward_reference != "current",
+        }
+        named = [name for name, set_ in per_update.items() if set_]
+        if named:
+            raise ConfigError(
+                f"contract.mode secure_aggregation masks every update, so {', '.join(named)} "
+                "cannot apply (leave them at their defaults; max_step and max_drift bound the "
+                "masked mean)"
+            )
+
     @property
     def segment_limit(self) -> int | None:
         """The configured words per segment, or ``None`` for auto."""

@@ -239,9 +239,10 @@ contract SecureAggregationUnit is CoordinatorBase {
         assembly ("memory-safe") {
             pointer := add(next, 0x20)
         }
+        uint256 clamped = _boundStep(segment, pointer, count);
         bytes32 wordsHash = _writeChunk(segment, _currentSet ^ 1, pointer, count, 0);
         uint256 fee = _credit(msg.sender, _config.closeFee);
-        emit SegmentClosed(round, segment, msg.sender, cohort.submitted, 0, fee, 0);
+        emit SegmentClosed(round, segment, msg.sender, cohort.submitted, 0, fee, clamped);
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {
             _paySurvivors(round, cohort.registered);
@@ -253,6 +254,17 @@ contract SecureAggregationUnit is CoordinatorBase {
             state.closedSegments = uint24(segment + 1);
             _round = state;
         }
+    }
+
+    /// Bounds the unmasked mean's step (`maxStep`, `maxDrift`) as a plain close does: the only
+    /// poisoning bound that applies to masked updates, since no single one can be measured.
+    function _boundStep(uint256 segment, uint256 next, uint256 count) private view returns (uint256 clamped) {
+        uint256 maxStep = _config.maxStep;
+        uint256 maxDrift = _config.maxDrift;
+        if (maxStep == 0 && maxDrift == 0) return 0;
+        uint256 current = _readChunk(segment);
+        uint256 checkpoint = maxDrift == 0 ? current : _readChunkOf(segment, CHECKPOINT_SET);
+        return PackedVectors.clampStep(next, current, checkpoint, count, maxStep, maxDrift);
     }
 
     // ---------------------------------------------------------------- internal: phases
