@@ -19,14 +19,7 @@ from fl_client.chain import Chain, CoordinatorView, RoundInfo, read_round, send,
 from fl_client.closer import MaskedRoundCloser, RoundCloser, closer_for
 from fl_client.errors import ChainError
 from fl_client.participant import Participant, RoundOutcome
-from fl_client.paths import (
-    CommitRevealPath,
-    DirectPath,
-    MaskedPath,
-    PathContext,
-    RelayedPath,
-    SubmissionPath,
-)
+from fl_client.paths import PathContext, SubmissionPath, path_for
 from fl_client.privacy import DPConfig
 from fl_client.relay import Relay
 from fl_client.trainer import LocalTrainer
@@ -93,15 +86,8 @@ class Federation:
 
     def _path(self, member: Member, fallback_margin: int) -> SubmissionPath:
         context = PathContext(self.chain, self.contract, member.account, self.view, member.secret)
-        mode = self.view.mode
-        if mode == "commit_reveal":
-            return CommitRevealPath(context)
-        if mode == "secure_aggregation":
-            return MaskedPath(context)
-        if member.relayed:
-            assert self.relay is not None
-            return RelayedPath(context, self.relay, fallback_margin=fallback_margin)
-        return DirectPath(context)
+        relay = self.relay if member.relayed else None
+        return path_for(context, relay, fallback_margin=fallback_margin)
 
     def play_round(
         self,

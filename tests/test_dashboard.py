@@ -37,7 +37,7 @@ from fl_client.cli import main as cli_main
 from fl_client.codec import pack, split_segments, unpack, vector_hash
 from fl_client.config import ALIGNMENT_OFF, PROJECT_ROOT, FixedPointFormat, load_config
 from fl_client.dashboard.cli import main as dashboard_main
-from fl_client.dashboard.evaluation import Evaluator
+from fl_client.evaluation import Evaluator
 from fl_client.dashboard.history import (
     INITIAL_SOURCE,
     NOT_EVALUATED,

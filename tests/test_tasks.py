@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fl_client.chain.records import DeploymentRecord, read_record, write_record
-from fl_client.cli import _deployment, _fl_overrides, build_parser
+from fl_client.cli import build_parser, deployment_settings, fl_overrides
 from fl_client.config import load_config
 from fl_client.data import load_dataset, make_shards, partition
 from fl_client.errors import ClientStateError, ConfigError
@@ -454,7 +454,7 @@ def test_a_blank_task_in_the_configuration_is_refused() -> None:
 
 def test_the_task_flag_overrides_the_configuration() -> None:
     args = build_parser().parse_args(["simulate", "--task", "examples/mnist_cnn/task.py"])
-    assert _fl_overrides(load_config(), args).task == "examples/mnist_cnn/task.py"
+    assert fl_overrides(load_config(), args).task == "examples/mnist_cnn/task.py"
 
 
 def _record(task: str | None) -> DeploymentRecord:
@@ -480,7 +480,7 @@ def test_the_deployment_record_carries_the_task(
     path = write_record(_record("examples/mnist_cnn/task.py"))
     args = build_parser().parse_args(["client", "--network", "anvil", "--account", "0"])
     # Execute
-    _, record, fl = _deployment(load_config(), args, "client")
+    _, record, fl = deployment_settings(load_config(), args, "client")
     # Assert
     assert json.loads(path.read_text(encoding="utf-8"))["task"] == "examples/mnist_cnn/task.py"
     assert record == read_record("anvil")
@@ -497,7 +497,7 @@ def test_a_client_cannot_train_another_task_than_the_deployment(
         ["client", "--network", "anvil", "--account", "0", "--task", "mnist5k"]
     )
     with pytest.raises(ConfigError, match="--task mnist5k differs from the deployment's"):
-        _deployment(load_config(), args, "client")
+        deployment_settings(load_config(), args, "client")
 
 
 def test_a_record_without_a_task_means_the_builtin_task_of_its_dataset(
@@ -511,7 +511,7 @@ def test_a_record_without_a_task_means_the_builtin_task_of_its_dataset(
     args = build_parser().parse_args(
         ["client", "--network", "anvil", "--account", "0", "--task", "digits"]
     )
-    _, record, fl = _deployment(load_config(), args, "client")
+    _, record, fl = deployment_settings(load_config(), args, "client")
     assert record.task is None
     assert fl.task_reference == "digits"
 

@@ -12,6 +12,22 @@ from fl_client.paths.direct import DirectPath
 from fl_client.paths.masked import MaskedPath
 from fl_client.paths.relayed import RelayedPath, RelayEndpoint, signed_update
 
+
+def path_for(
+    context: PathContext, relay: RelayEndpoint | None = None, *, fallback_margin: int = 60
+) -> SubmissionPath:
+    """The path of a client of the deployment ``context.view`` describes: the mode's (commit-reveal,
+    masked), else relayed when the client has a ``relay`` (in the clear only), else direct."""
+    mode = context.view.mode
+    if mode == "commit_reveal":
+        return CommitRevealPath(context)
+    if mode == "secure_aggregation":
+        return MaskedPath(context)
+    if relay is not None:
+        return RelayedPath(context, relay, fallback_margin=fallback_margin)
+    return DirectPath(context)
+
+
 __all__ = [
     "CommitRevealPath",
     "DirectPath",
@@ -22,5 +38,6 @@ __all__ = [
     "SubmissionPath",
     "Update",
     "UpdateFactory",
+    "path_for",
     "signed_update",
 ]

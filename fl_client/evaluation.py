@@ -1,10 +1,9 @@
-"""Test accuracy of a global model on the deployment's held-out set, as ``query`` measures it.
+"""Test accuracy of a global model on the deployment's held-out set (``query`` and the dashboard).
 
 The deployment record names the task (a built-in dataset or the user's own task module) and its
 split (clients, partition, seed, test fraction); the model is built and evaluated through the
-task interface exactly as ``python -m fl_client query`` does, so the dashboard's figure for the
-current model is the one ``query`` prints. Results are cached by model version: a version's words
-never change.
+task interface, so ``python -m fl_client query`` and the dashboard print the same figure for the
+same model. Results are cached by model version: a version's words never change.
 """
 
 from __future__ import annotations
