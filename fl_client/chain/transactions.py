@@ -336,13 +336,15 @@ class Call:
 def send_all(
     chain: Chain, calls: Sequence[Call], *, wait_timeout: float = 120.0
 ) -> list[TxReceipt]:
-    """Send transactions of different senders without waiting for each receipt in turn.
+    """Send transactions of many senders without waiting for each receipt in turn.
 
-    On a node each call is estimated, sent and waited for in its own thread, so that a round's
-    submissions land in the same block(s) instead of one block each; the embedded chain mines
-    every transaction at once and is not thread-safe, so there they go one after the other.
-    Receipts come back in the order of ``calls``; the first failure is raised (after every call
-    finished, so that none is left half-done).
+    On a node each sender's calls are estimated, sent and waited for in order in a thread of
+    their own (a sender's nonces follow one another; the senders are independent), so that a
+    round's submissions land in the same block(s) instead of one block each. A sender's later
+    calls are not sent once one of its calls failed. The embedded chain mines every transaction
+    at once and is not thread-safe, so there they go one after the other. Receipts come back in
+    the order of ``calls``; the first failure is raised (after every sender finished, so that
+    none is left half-done).
     """
     if chain.is_embedded or len(calls) <= 1:
         return [
@@ -351,29 +353,34 @@ def send_all(
             )
             for c in calls
         ]
-    senders = [c.sender for c in calls]
-    if len(set(senders)) != len(senders):
-        raise ChainError("send_all sends one transaction per sender (their nonces are independent)")
-    with ThreadPoolExecutor(max_workers=min(16, len(calls))) as pool:
-        futures = [
-            pool.submit(
-                send,
-                chain,
-                c.function,
-                c.sender,
-                value=c.value,
-                what=c.label,
-                wait_timeout=wait_timeout,
-            )
-            for c in calls
-        ]
-        outcomes: list[TxReceipt | BaseException] = []
-        for future in futures:
+    by_sender: dict[str, list[int]] = {}
+    for index, call in enumerate(calls):
+        by_sender.setdefault(call.sender.lower(), []).append(index)
+    outcomes: list[TxReceipt | BaseException | None] = [None] * len(calls)
+
+    def send_in_order(indices: list[int]) -> None:
+        for index in indices:
+            c = calls[index]
             try:
-                outcomes.append(future.result())
+                outcomes[index] = send(
+                    chain,
+                    c.function,
+                    c.sender,
+                    value=c.value,
+                    what=c.label,
+                    wait_timeout=wait_timeout,
+                )
             except BaseException as exc:
-                outcomes.append(exc)
+                outcomes[index] = exc
+                return
+
+    with ThreadPoolExecutor(max_workers=min(16, len(by_sender))) as pool:
+        for future in [pool.submit(send_in_order, indices) for indices in by_sender.values()]:
+            future.result()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
-    return [o for o in outcomes if not isinstance(o, BaseException)]
+    receipts = [o for o in outcomes if o is not None and not isinstance(o, BaseException)]
+    if len(receipts) != len(calls):  # pragma: no cover - every call was sent or failed
+        raise ChainError("send_all lost a transaction")
+    return receipts
