@@ -600,14 +600,15 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         emit RoundOpened(number, _round.deadline);
     }
 
-    /// The new model is whole: makes it the global model and opens the next round.
-    function _finishRound(RoundState memory state, bytes32 modelHash) internal {
+    /// The new model is whole (the average of `counted` updates): makes it the global model and
+    /// opens the next round.
+    function _finishRound(RoundState memory state, bytes32 modelHash, uint256 counted) internal {
         _currentSet ^= 1;
         uint256 version = _modelVersion + 1;
         _modelVersion = version;
         _modelHash = modelHash;
         _forfeitBonds(state.number);
-        emit RoundClosed(state.number, version, modelHash, state.entries);
+        emit RoundClosed(state.number, version, modelHash, counted);
         _open(state.number + 1);
     }
 

@@ -809,7 +809,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
 
     /// @notice Direction guard, in basis points. Each close stores which way it moved every
     /// weight. A later update's L1 distance splits into `along` (weights it moves the same way)
-    /// and `against` (the other way); weights the last step left alone count in neither. Its
+    /// and `against` (the other way, and every move of a weight the last step left alone). Its
     /// alignment is `(along - against) / (along + against)`, from -1 (a sign-flipped step) to +1.
     /// Below `minAlignment / 10000`, the update earns nothing and is left out of the average.
     /// Round 1 has no step yet, so every update passes; -10000 turns the guard off.

@@ -1,98 +1,97 @@
-"""FLCoordinator life cycle: deployment checks, setup, submissions, round closure, segments, views.
+"""FLCoordinator's life cycle on the round pipeline v2: deployment checks, Setup (loading the
+initial model), direct submissions (one or several transactions), the allowlist, closing a round
+segment by segment, ending it with ``finalize``, and the views.
 
-Every test runs on a snapshot of the embedded chain (the ``isolated`` fixture) and rolls back.
-Reverts are checked by their decoded custom error: name and every argument.
+Every test runs on a snapshot of the embedded chain (``isolated``) and rolls back. Every revert is
+asserted by its custom error's name and all of its arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from web3.contract import Contract
-from web3.types import TxReceipt
 
 from fl_client.aggregation import distance, integer_average
-from fl_client.chain import Chain, deploy, send
-from fl_client.chain import submit_words as send_in_segments
-from fl_client.codec import OFFSET, model_hash, pack
-from fl_client.compile import CompiledContract
-from fl_client.errors import ContractRevertError
-from tests.conftest import SMALL_WEIGHTS, DeployFactory, events, revert_args, small_params, submit
+from fl_client.chain import Chain, deploy, deploy_units, read_progress, read_round, send
+from fl_client.codec import OFFSET, pack, split_segments, vector_hash, words_hash
+from tests.conftest import (
+    SMALL_WEIGHTS,
+    close,
+    events,
+    signed,
+    small_params,
+    submit,
+    submit_segments,
+)
+from tests.pipeline_helpers import (
+    PHASE,
+    ZERO_ADDRESS,
+    ZERO_WORD,
+    block_time,
+    close_round,
+    close_segment,
+    constant,
+    constructor_outcome,
+    constructor_revert,
+    deadline_of,
+    deploy_in_setup,
+    mine_at,
+    model_values,
+    module_deployments,
+    next_block_at,
+    random_vector,
+    raw_send,
+    reverts,
+    view_call,
+    window_end,
+    with_lane,
+    with_value,
+)
 
-SMALL_WORDS = 3  # SMALL_WEIGHTS = 40 weights in 16-lane words
-SETUP, OPEN = 0, 1  # FLCoordinator.Phase
-MAX_UINT256 = 2**256 - 1
-ZERO_ADDRESS = "0x" + "00" * 20
-RAW_GAS = 16_000_000
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},  # 40 weights in 3 words, one segment, target 3, minimum 2
+    "three": {"words_per_segment": 1},  # three one-word segments
+    "target2": {"target_submissions": 2, "min_submissions": 2},
+    "maxabs1": {"max_abs_weight": 1, "target_submissions": 2, "min_submissions": 2},
+    "maxabs16383": {"max_abs_weight": 2**14 - 1, "target_submissions": 2, "min_submissions": 2},
+    "initial": {"initial": np.arange(-20, 20, dtype=np.int64) * 150},
+    "getters": {
+        "num_weights": 100,
+        "words_per_segment": 3,
+        "aggregation": "sample_weighted",
+        "distance": "squared_l2",
+        "min_reward_distance": 5,
+        "max_counted_distance": 0,
+        "min_alignment_bps": -2500,
+    },
+}
+IN_SETUP: dict[str, dict[str, Any]] = {
+    "setup": {"words_per_segment": 1},
+    "setup100": {"num_weights": 100, "words_per_segment": 3},
+}
+BY_MAX_ABS = {1: "maxabs1", 3000: "target2", 2**14 - 1: "maxabs16383"}
 
 
-# ---------------------------------------------------------------- helpers
-
-
-def block_time(chain: Chain, receipt: TxReceipt) -> int:
-    """Timestamp of the block that holds ``receipt``."""
-    return int(chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
-
-
-def submit_words(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    words: list[int],
-    *,
-    round_number: int = 1,
-    sample_count: int = 1,
-    segment: int = 0,
-) -> TxReceipt:
-    """Submit raw packed words."""
-    return send(
-        chain, contract.functions.submit(round_number, sample_count, segment, words), sender
-    )
-
-
-def round_info(contract: Contract) -> tuple[int, int, int, int, int]:
-    """(number, phase, deadline, started, completed)."""
-    number, phase, deadline, started, completed = contract.functions.roundInfo().call()
-    return int(number), int(phase), int(deadline), int(started), int(completed)
-
-
-def model_weights(contract: Contract) -> list[int]:
-    """The global model as signed quantized weights."""
-    return [int(w) for w in contract.functions.globalModelWeights().call()]
-
-
-def constant(value: int) -> np.ndarray:
-    """A SMALL_WEIGHTS vector with every entry ``value``."""
-    return np.full(SMALL_WEIGHTS, value, dtype=np.int64)
-
-
-def random_vector(rng: np.random.Generator, bound: int = 3000) -> np.ndarray:
-    """A random in-range quantized vector."""
-    return rng.integers(-bound, bound + 1, size=SMALL_WEIGHTS, dtype=np.int64)
-
-
-def deploy_in_setup(chain: Chain, compiled: dict[str, CompiledContract], owner: str) -> Contract:
-    """Deploy with web3 directly, loading no model: the coordinator stays in Setup."""
-    artifact = compiled["FLCoordinator"]
-    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    tx_hash = factory.constructor(small_params().as_tuple()).transact(
-        {"from": owner, "gas": RAW_GAS}
-    )
-    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
-    assert receipt["status"] == 1
-    address = receipt["contractAddress"]
-    assert address is not None
-    return chain.w3.eth.contract(address=address, abi=artifact.abi)
+@pytest.fixture(scope="module")
+def deployed(chain: Chain) -> Iterator[dict[str, Contract]]:
+    """The module's coordinators, deployed once (see ``CONFIGS`` and ``IN_SETUP``)."""
+    yield from module_deployments(chain, CONFIGS, IN_SETUP)
 
 
 @pytest.fixture
-def setup_coordinator(
-    isolated: Chain, compiled: dict[str, CompiledContract], owner: str
-) -> Contract:
-    """A coordinator in Setup: deployed, no model loaded."""
-    return deploy_in_setup(isolated, compiled, owner)
+def coordinator(isolated: Chain, deployed: dict[str, Contract]) -> Contract:
+    """40 weights, one segment, target 3, minimum 2, round 1 open (on the test's snapshot)."""
+    return deployed["default"]
+
+
+DAY = 86_400
+MAX_DURATION = 365 * DAY
+U128 = 2**128
+U64 = 2**64
 
 
 # ---------------------------------------------------------------- deployment parameters
@@ -101,14 +100,16 @@ INVALID_PARAMETERS: list[tuple[dict[str, Any], str, int]] = [
     ({"num_weights": 0}, "numWeights", 0),
     ({"num_weights": 2**24 + 1}, "numWeights", 2**24 + 1),
     ({"scale": 0}, "scale", 0),
+    ({"scale": U64}, "scale", U64),
     ({"max_abs_weight": 0}, "maxAbsWeight", 0),
-    ({"max_abs_weight": 32768}, "maxAbsWeight", 32768),
+    ({"max_abs_weight": 2**14}, "maxAbsWeight", 2**14),
+    ({"max_abs_weight": 32767}, "maxAbsWeight", 32767),
     ({"target_submissions": 0}, "targetSubmissions", 0),
     ({"target_submissions": 2**32}, "targetSubmissions", 2**32),
     ({"min_submissions": 0}, "minSubmissions", 0),
-    ({"min_submissions": 4}, "minSubmissions", 4),  # above target 3
+    ({"min_submissions": 4}, "minSubmissions", 4),  # above the target, 3
     ({"round_duration": 0}, "roundDuration", 0),
-    ({"round_duration": 365 * 86_400 + 1}, "roundDuration", 365 * 86_400 + 1),
+    ({"round_duration": MAX_DURATION + 1}, "roundDuration", MAX_DURATION + 1),
     ({"max_sample_count": 0}, "maxSampleCount", 0),
     ({"max_sample_count": 2**32}, "maxSampleCount", 2**32),
     ({"words_per_segment": 0}, "wordsPerSegment", 0),
@@ -118,63 +119,118 @@ INVALID_PARAMETERS: list[tuple[dict[str, Any], str, int]] = [
         "tierCount",
         17,
     ),
-    ({"tier_thresholds": (1_000, 10_000, 50_000), "tier_rewards": (300, 200)}, "tierRewards", 2),
+    ({"tier_rewards": (300, 200)}, "tierRewards", 2),  # fewer rewards than thresholds
     ({"tier_thresholds": (1_000, 1_000, 50_000)}, "tierThresholds", 1),
     ({"tier_thresholds": (1_000, 10_000, 9_999)}, "tierThresholds", 2),
     ({"tier_rewards": (300, 300, 100)}, "tierRewards", 1),
     ({"tier_rewards": (100, 200, 300)}, "tierRewards", 1),
     ({"tier_rewards": (300, 200, 0)}, "tierRewards", 2),
     ({"tier_thresholds": (1_000,), "tier_rewards": (0,)}, "tierRewards", 0),
+    ({"min_reward_distance": U128}, "minRewardDistance", U128),
+    ({"max_counted_distance": U128}, "maxCountedDistance", U128),
     ({"min_reward_distance": 500, "max_counted_distance": 499}, "maxCountedDistance", 499),
+    ({"close_window": 0}, "closeWindow", 0),
+    ({"close_window": MAX_DURATION + 1}, "closeWindow", MAX_DURATION + 1),
+    ({"close_fee": U128}, "closeFee", U128),
+    ({"relay_fee": U128}, "relayFee", U128),
+    ({"max_share_bps": 10_001}, "maxShareBps", 10_001),
+    ({"max_step": OFFSET}, "maxStep", OFFSET),
+    ({"max_drift": OFFSET, "drift_window": 1}, "maxDrift", OFFSET),
+    ({"max_drift": 5, "drift_window": 0}, "driftWindow", 0),
+    ({"max_drift": 5, "drift_window": 2**32}, "driftWindow", 2**32),
+    ({"rdp_per_participation": (1,), "epsilon_budget": 10}, "rdpConversion", 0),
+    ({"epsilon_budget": 10}, "epsilonBudget", 10),  # a budget without orders
+    ({"rdp_per_participation": (1,), "rdp_conversion": (1,)}, "epsilonBudget", 0),
+    (
+        {"rdp_per_participation": (1,), "rdp_conversion": (1,), "epsilon_budget": U64},
+        "epsilonBudget",
+        U64,
+    ),
+    (
+        {"rdp_per_participation": (1, U64), "rdp_conversion": (1, 1), "epsilon_budget": 9},
+        "rdpPerParticipation",
+        1,
+    ),
+    (
+        {"rdp_per_participation": (1, 1), "rdp_conversion": (U64, 1), "epsilon_budget": 9},
+        "rdpConversion",
+        0,
+    ),
+    # CommitReveal
+    (
+        {"mode": "commit_reveal", "reveal_duration": 0, "commit_bond": 10},
+        "revealDuration",
+        0,
+    ),
+    (
+        {"mode": "commit_reveal", "reveal_duration": MAX_DURATION + 1, "commit_bond": 10},
+        "revealDuration",
+        MAX_DURATION + 1,
+    ),
+    ({"mode": "commit_reveal", "reveal_duration": 60, "commit_bond": 0}, "commitBond", 0),
+    ({"mode": "commit_reveal", "reveal_duration": 60, "commit_bond": U128}, "commitBond", U128),
 ]
 
 
 @pytest.mark.parametrize(
     ("changes", "name", "value"),
     INVALID_PARAMETERS,
-    ids=[f"{name}={value}" for _, name, value in INVALID_PARAMETERS],
+    ids=[f"{name}={value}-{i}" for i, (_, name, value) in enumerate(INVALID_PARAMETERS)],
 )
 def test_deploy_rejects_invalid_parameter(
     isolated: Chain, owner: str, changes: dict[str, Any], name: str, value: int
 ) -> None:
     # Prepare
     params = small_params(**changes)
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
+    # Execute / Assert
+    with reverts("CoordinatorInvalidParameter", name=name, value=value):
         deploy(isolated, params, deployer=owner)
-    # Assert
-    assert caught.value.name == "CoordinatorInvalidParameter"
-    assert revert_args(caught.value) == {"name": name, "value": value}
 
 
 @pytest.mark.parametrize(
     "changes",
     [
-        {"max_abs_weight": 32767, "target_submissions": 1, "min_submissions": 1},
+        {"max_abs_weight": 2**14 - 1},
         {"min_submissions": 3},  # == target
-        {"round_duration": 365 * 86_400},
-        {"max_sample_count": 2**32 - 1},
+        {"round_duration": MAX_DURATION, "close_window": MAX_DURATION},
+        {"close_window": 1},
+        {"max_sample_count": 2**32 - 1, "aggregation": "sample_weighted"},
         {"min_reward_distance": 500, "max_counted_distance": 500},
         {"min_reward_distance": 500, "max_counted_distance": 0},  # 0: the bound is off
         {"tier_thresholds": tuple(range(1, 17)), "tier_rewards": tuple(range(16, 0, -1))},
+        {"close_fee": U128 - 1, "relay_fee": U128 - 1},
+        {"mode": "commit_reveal", "reveal_duration": MAX_DURATION, "commit_bond": U128 - 1},
+        {"min_alignment_bps": -10_000},
+        {"min_alignment_bps": -9_999},
+        {"min_alignment_bps": 10_000},
+        {
+            "max_share_bps": 10_000,
+            "max_step": OFFSET - 1,
+            "max_drift": OFFSET - 1,
+            "drift_window": 2**32 - 1,
+        },
     ],
     ids=[
-        "maxAbs-32767",
+        "maxAbs-2**14-1",
         "min-eq-target",
-        "duration-1y",
+        "durations-1y",
+        "window-1s",
         "samples-u32",
         "max-eq-min",
         "max-off",
         "16-tiers",
+        "fees-u128",
+        "commit-reveal-bounds",
+        "guard-off",
+        "guard-lowest",
+        "guard-highest",
+        "bounds-highest",
     ],
 )
 def test_deploy_accepts_boundary_parameters(
-    deploy_coordinator: DeployFactory, changes: dict[str, Any]
+    isolated: Chain, owner: str, changes: dict[str, Any]
 ) -> None:
-    # Execute
-    contract = deploy_coordinator(**changes)
-    # Assert
-    assert round_info(contract)[:2] == (1, OPEN)
+    assert constructor_outcome(isolated, small_params(**changes), sender=owner) is None
 
 
 @pytest.mark.parametrize(
@@ -182,1002 +238,947 @@ def test_deploy_accepts_boundary_parameters(
     [
         ({"min_alignment_bps": -10_001}, -10_001),
         ({"min_alignment_bps": 10_001}, 10_001),
-        ({"mode": "secure_aggregation", "min_submissions": 3, "min_alignment_bps": 0}, 0),
     ],
-    ids=["below-minus-one", "above-one", "masked-updates"],
+    ids=["below-minus-one", "above-one"],
 )
 def test_deploy_rejects_invalid_min_alignment(
     isolated: Chain, owner: str, changes: dict[str, Any], value: int
 ) -> None:
-    """The direction guard lies in [-10000, 10000] basis points, and masked updates (secure
-    aggregation) carry no direction to measure."""
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
+    """The direction guard lies in [-10000, 10000] basis points."""
+    with reverts("CoordinatorInvalidSignedParameter", name="minAlignment", value=value):
         deploy(isolated, small_params(**changes), deployer=owner)
-    # Assert
-    assert caught.value.name == "CoordinatorInvalidSignedParameter"
-    assert revert_args(caught.value) == {"name": "minAlignment", "value": value}
 
 
-@pytest.mark.parametrize("bps", [-10_000, -1, 0, 10_000])
-def test_deploy_accepts_min_alignment_in_range(deploy_coordinator: DeployFactory, bps: int) -> None:
+@pytest.mark.parametrize(
+    "position", range(5), ids=["direct", "relay", "closing", "commitReveal", "secureAggregation"]
+)
+def test_deploy_rejects_a_unit_that_is_not_a_contract(
+    isolated: Chain, owner: str, outsider: str, position: int
+) -> None:
+    # Prepare: the real units, one of them replaced by an account without code
+    units = list(deploy_units(isolated, sender=owner))
+    units[position] = outsider
     # Execute
-    contract = deploy_coordinator(min_alignment_bps=bps)
+    error = constructor_revert(isolated, small_params(), units, sender=owner)
     # Assert
-    assert contract.functions.minAlignment().call() == bps
+    assert (error.name, error.error_args) == (
+        "CoordinatorInvalidParameter",
+        {"name": "units", "value": 0},
+    )
 
 
-# ---------------------------------------------------------------- setup phase
+def test_deploy_rejects_the_zero_address_as_a_unit(isolated: Chain, owner: str) -> None:
+    units = list(deploy_units(isolated, sender=owner))
+    units[2] = ZERO_ADDRESS
+    error = constructor_revert(isolated, small_params(), units, sender=owner)
+    assert (error.name, error.error_args) == (
+        "CoordinatorInvalidParameter",
+        {"name": "units", "value": 0},
+    )
 
 
-def test_submit_and_finalize_before_model_loaded_revert_wrong_phase(
-    isolated: Chain, setup_coordinator: Contract, client_a: str
+def test_deployment_value_funds_the_pool_and_sets_the_owner(
+    isolated: Chain, coordinator: Contract, owner: str
+) -> None:
+    assert coordinator.functions.totalFunded().call() == 10**6
+    assert coordinator.functions.availableRewards().call() == 10**6
+    assert coordinator.functions.owner().call() == owner
+
+
+# ---------------------------------------------------------------- Setup: the initial model
+
+
+@pytest.fixture
+def setup_coordinator(isolated: Chain, deployed: dict[str, Contract]) -> Contract:
+    """A coordinator in Setup with three one-word segments (40 weights), no model loaded."""
+    return deployed["setup"]
+
+
+def test_calls_before_the_model_is_loaded_revert_wrong_phase(
+    isolated: Chain, setup_coordinator: Contract, client_a: str, relayer: str
 ) -> None:
     # Prepare
-    assert round_info(setup_coordinator) == (0, SETUP, 0, 0, 0)
+    f = setup_coordinator.functions
+    words = pack(constant(1))
+    update = signed(isolated, setup_coordinator, client_a, constant(1), round_number=0)
     # Execute / Assert
-    with pytest.raises(ContractRevertError) as caught:
-        submit(isolated, setup_coordinator, client_a, constant(1), round_number=0)
-    assert caught.value.name == "CoordinatorWrongPhase"
-    assert revert_args(caught.value) == {"phase": SETUP}
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.finalize(), client_a)
-    assert caught.value.name == "CoordinatorWrongPhase"
-    assert revert_args(caught.value) == {"phase": SETUP}
+    assert read_round(setup_coordinator).phase == "Setup"
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Setup"]):
+        send(isolated, f.submit(1, 1, 0, words), client_a)
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Setup"]):
+        send(isolated, f.submitRelayed(0, [update.as_tuple()]), relayer)
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Setup"]):
+        send(isolated, f.closeSegment(0, 0, words, []), relayer)
+    with reverts("CoordinatorWrongRound", given=1, current=0):
+        send(isolated, f.closeSegment(1, 0, words, []), relayer)
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Setup"]):
+        send(isolated, f.finalize(), relayer)
 
 
-def test_model_loading_by_non_owner_is_unauthorized(
+def test_only_the_owner_loads_the_model_and_manages_the_allowlist(
     isolated: Chain, setup_coordinator: Contract, outsider: str
 ) -> None:
-    # Prepare
-    words = pack(constant(0))
-    # Execute / Assert
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadInitialModel(0, words), outsider)
-    assert caught.value.name == "CoordinatorUnauthorized"
-    assert revert_args(caught.value) == {"caller": outsider}
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadZeroModel(0, SMALL_WORDS), outsider)
-    assert caught.value.name == "CoordinatorUnauthorized"
-    assert revert_args(caught.value) == {"caller": outsider}
-    assert round_info(setup_coordinator)[1] == SETUP
+    f = setup_coordinator.functions
+    with reverts("CoordinatorUnauthorized", caller=outsider):
+        send(isolated, f.loadInitialModel(0, [ZERO_WORD]), outsider)
+    with reverts("CoordinatorUnauthorized", caller=outsider):
+        send(isolated, f.loadZeroModel(0, 3), outsider)
+    with reverts("CoordinatorUnauthorized", caller=outsider):
+        send(isolated, f.setAllowed([outsider], True), outsider)
+    with reverts("CoordinatorUnauthorized", caller=outsider):
+        send(isolated, f.transferOwnership(outsider), outsider)
 
 
-def test_model_chunk_at_wrong_offset_reverts_wrong_segment(
-    isolated: Chain, setup_coordinator: Contract, owner: str
-) -> None:
-    # Execute / Assert: the first chunk must start at word 0
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadZeroModel(1, 1), owner)
-    assert caught.value.name == "CoordinatorWrongSegment"
-    assert revert_args(caught.value) == {"expected": 0, "given": 1}
-    # Prepare: one word in, the next chunk must start at word 1
-    send(isolated, setup_coordinator.functions.loadZeroModel(0, 1), owner)
-    for offset in (0, 2):
-        with pytest.raises(ContractRevertError) as caught:
-            send(isolated, setup_coordinator.functions.loadZeroModel(offset, 1), owner)
-        assert caught.value.name == "CoordinatorWrongSegment"
-        assert revert_args(caught.value) == {"expected": 1, "given": offset}
-
-
-def test_model_chunk_with_too_many_or_no_words_reverts_wrong_length(
+def test_model_segments_must_be_loaded_in_order(
     isolated: Chain, setup_coordinator: Contract, owner: str
 ) -> None:
     # Prepare
-    too_long = pack(np.zeros(SMALL_WORDS * 16 + 1, dtype=np.int64))  # 4 words
+    f = setup_coordinator.functions
+    words = pack(constant(5))
     # Execute / Assert
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadInitialModel(0, too_long), owner)
-    assert caught.value.name == "CoordinatorWrongLength"
-    assert revert_args(caught.value) == {"expected": 3, "given": 4}
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadZeroModel(0, 0), owner)
-    assert caught.value.name == "CoordinatorWrongLength"
-    assert revert_args(caught.value) == {"expected": 3, "given": 0}
-    send(isolated, setup_coordinator.functions.loadZeroModel(0, 2), owner)
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadZeroModel(2, 2), owner)
-    assert caught.value.name == "CoordinatorWrongLength"
-    assert revert_args(caught.value) == {"expected": 1, "given": 2}
+    with reverts("CoordinatorWrongSegment", expected=0, given=1):
+        send(isolated, f.loadInitialModel(1, words[1:2]), owner)
+    send(isolated, f.loadInitialModel(0, words[:1]), owner)
+    with reverts("CoordinatorWrongSegment", expected=1, given=0):
+        send(isolated, f.loadInitialModel(0, words[:1]), owner)
+    with reverts("CoordinatorWrongSegment", expected=1, given=2):
+        send(isolated, f.loadZeroModel(2, 1), owner)
 
 
-@pytest.mark.parametrize(("index", "value"), [(17, 3001), (0, -3001), (39, 32767)])
+def test_model_load_with_wrong_lengths_reverts(
+    isolated: Chain, setup_coordinator: Contract, owner: str
+) -> None:
+    f = setup_coordinator.functions
+    words = pack(constant(5))
+    # too many words: a fourth segment does not exist
+    with reverts("CoordinatorWrongLength", expected=3, given=4):
+        send(isolated, f.loadInitialModel(0, [*words, ZERO_WORD]), owner)
+    # no words at all
+    with reverts("CoordinatorWrongLength", expected=1, given=0):
+        send(isolated, f.loadInitialModel(0, []), owner)
+    # zero segments, or past the last one
+    with reverts("CoordinatorWrongLength", expected=3, given=0):
+        send(isolated, f.loadZeroModel(0, 0), owner)
+    with reverts("CoordinatorWrongLength", expected=3, given=4):
+        send(isolated, f.loadZeroModel(0, 4), owner)
+
+
+def test_model_load_with_segments_of_several_words_needs_whole_segments(
+    isolated: Chain, deployed: dict[str, Contract], owner: str
+) -> None:
+    # Prepare: 100 weights, 7 words, segments of 3, 3 and 1 words
+    contract = deployed["setup100"]
+    words = pack(constant(2, 100))
+    # Execute / Assert
+    with reverts("CoordinatorWrongLength", expected=3, given=2):
+        send(isolated, contract.functions.loadInitialModel(0, words[:2]), owner)
+    with reverts("CoordinatorWrongLength", expected=6, given=5):
+        send(isolated, contract.functions.loadInitialModel(0, words[:5]), owner)
+    send(isolated, contract.functions.loadInitialModel(0, words), owner)
+    assert model_values(contract) == [2] * 100
+
+
+@pytest.mark.parametrize(
+    ("index", "value"),
+    [(0, 3001), (17, -3001), (39, 32767), (5, -32768)],
+)
 def test_initial_model_weight_out_of_range_reverts(
     isolated: Chain, setup_coordinator: Contract, owner: str, index: int, value: int
 ) -> None:
     # Prepare
-    values = constant(5)
-    values[index] = value
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadInitialModel(0, pack(values)), owner)
-    # Assert
-    assert caught.value.name == "CoordinatorWeightOutOfRange"
-    assert revert_args(caught.value) == {"index": index, "value": value, "maxAbs": 3000}
-
-
-def test_initial_model_with_nonzero_padding_reverts(
-    isolated: Chain, setup_coordinator: Contract, owner: str
-) -> None:
-    # Prepare: lane 8 of word 2 is weight 40, past the end of the 40-weight vector
-    words = pack(constant(0))
-    words[2] += 7 << (8 * 16)
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, setup_coordinator.functions.loadInitialModel(0, words), owner)
-    # Assert
-    assert caught.value.name == "CoordinatorWeightOutOfRange"
-    assert revert_args(caught.value) == {"index": 40, "value": 7, "maxAbs": 0}
-
-
-def test_chunked_initial_model_is_stored_exactly_and_opens_round_one(
-    isolated: Chain, setup_coordinator: Contract, owner: str
-) -> None:
-    # Prepare
-    values = random_vector(np.random.default_rng(1))
-    values[0], values[1] = 3000, -3000
-    words = pack(values)
-    # Execute
-    first = send(isolated, setup_coordinator.functions.loadInitialModel(0, words[:2]), owner)
-    phase_after_first = round_info(setup_coordinator)[1]
-    last = send(isolated, setup_coordinator.functions.loadInitialModel(2, words[2:]), owner)
-    # Assert
-    assert phase_after_first == SETUP
-    assert events(setup_coordinator, "InitialModelLoaded", first) == [{"firstWord": 0, "count": 2}]
-    assert events(setup_coordinator, "InitialModelLoaded", last) == [{"firstWord": 2, "count": 1}]
-    assert events(setup_coordinator, "RoundOpened", last) == [
-        {"round": 1, "deadline": block_time(isolated, last) + 600}
-    ]
-    assert round_info(setup_coordinator) == (1, OPEN, block_time(isolated, last) + 600, 0, 0)
-    assert model_weights(setup_coordinator) == values.tolist()
-    assert setup_coordinator.functions.globalModel().call() == words
-    assert setup_coordinator.functions.modelHash().call() == model_hash(words)
-    assert setup_coordinator.functions.modelVersion().call() == 0
-
-
-def test_loading_after_setup_reverts_wrong_phase(
-    isolated: Chain, coordinator: Contract, owner: str
-) -> None:
+    words = with_value(pack(constant(0)), index, value)
     # Execute / Assert
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.loadZeroModel(0, 1), owner)
-    assert caught.value.name == "CoordinatorWrongPhase"
-    assert revert_args(caught.value) == {"phase": OPEN}
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.loadInitialModel(0, pack(constant(1))), owner)
-    assert caught.value.name == "CoordinatorWrongPhase"
-    assert revert_args(caught.value) == {"phase": OPEN}
+    with reverts("CoordinatorWeightOutOfRange", index=index, value=value, maxAbs=3000):
+        send(isolated, setup_coordinator.functions.loadInitialModel(0, words), owner)
 
 
-def test_default_initial_model_is_zeros(coordinator: Contract) -> None:
-    # Assert
-    zeros = pack(constant(0))
-    assert model_weights(coordinator) == [0] * SMALL_WEIGHTS
-    assert coordinator.functions.globalModel().call() == zeros
-    assert zeros == [sum(OFFSET << (16 * lane) for lane in range(16))] * SMALL_WORDS
-    assert coordinator.functions.modelHash().call() == model_hash(zeros)
-    assert coordinator.functions.modelVersion().call() == 0
-
-
-def test_given_initial_model_is_returned_exactly(deploy_coordinator: DeployFactory) -> None:
-    # Prepare
-    values = random_vector(np.random.default_rng(2))
-    # Execute
-    contract = deploy_coordinator(initial=values)
-    # Assert
-    assert model_weights(contract) == values.tolist()
-    assert contract.functions.modelHash().call() == model_hash(pack(values))
-
-
-# ---------------------------------------------------------------- submissions
-
-
-@pytest.mark.parametrize("given", [0, 2])
-def test_submit_for_wrong_round_reverts(
-    isolated: Chain, coordinator: Contract, client_a: str, given: int
+@pytest.mark.parametrize(("index", "value"), [(40, 1), (47, -1)])
+def test_initial_model_with_nonzero_padding_reverts(
+    isolated: Chain, setup_coordinator: Contract, owner: str, index: int, value: int
 ) -> None:
-    with pytest.raises(ContractRevertError) as caught:
-        submit(isolated, coordinator, client_a, constant(1), round_number=given)
-    assert caught.value.name == "CoordinatorWrongRound"
-    assert revert_args(caught.value) == {"given": given, "current": 1}
+    words = with_value(pack(constant(0)), index, value)
+    with reverts("CoordinatorWeightOutOfRange", index=index, value=value, maxAbs=0):
+        send(isolated, setup_coordinator.functions.loadInitialModel(0, words), owner)
+
+
+def test_model_loaded_in_chunks_is_exact_and_opens_round_one(
+    isolated: Chain, setup_coordinator: Contract, owner: str
+) -> None:
+    # Prepare
+    rng = np.random.default_rng(1)
+    values = random_vector(rng)
+    values[:2] = (3000, -3000)
+    words = pack(values)
+    f = setup_coordinator.functions
+    # Execute
+    first = send(isolated, f.loadInitialModel(0, words[:1]), owner)
+    last = send(isolated, f.loadInitialModel(1, words[1:]), owner)
+    # Assert
+    assert events(setup_coordinator, "InitialModelLoaded", first) == [
+        {"firstSegment": 0, "count": 1}
+    ]
+    assert events(setup_coordinator, "InitialModelLoaded", last) == [
+        {"firstSegment": 1, "count": 2}
+    ]
+    assert events(setup_coordinator, "RoundOpened", first) == []
+    [opened] = events(setup_coordinator, "RoundOpened", last)
+    assert opened == {"round": 1, "deadline": block_time(isolated, last) + 600}
+    assert model_values(setup_coordinator) == values.tolist()
+    assert f.globalModel().call() == words
+    assert [f.globalModelSegment(s).call() for s in range(3)] == split_segments(words, 1)
+    assert f.modelHash().call() == vector_hash(words, 1)
+    assert f.modelVersion().call() == 0
+    assert read_round(setup_coordinator).phase == "Open"
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Open"]):
+        send(isolated, f.loadInitialModel(0, words), owner)
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Open"]):
+        send(isolated, f.loadZeroModel(0, 3), owner)
+    with reverts("CoordinatorWrongSegment", expected=2, given=3):
+        view_call(f.globalModelSegment(3))
+
+
+def test_zero_model_loads_without_calldata(
+    isolated: Chain, setup_coordinator: Contract, owner: str
+) -> None:
+    f = setup_coordinator.functions
+    send(isolated, f.loadZeroModel(0, 2), owner)
+    assert read_round(setup_coordinator).phase == "Setup"
+    send(isolated, f.loadZeroModel(2, 1), owner)
+    assert model_values(setup_coordinator) == [0] * SMALL_WEIGHTS
+    assert f.modelHash().call() == vector_hash(pack(constant(0)), 1)
+
+
+def test_given_initial_model_is_returned_exactly(
+    isolated: Chain, deployed: dict[str, Contract]
+) -> None:
+    values = np.arange(-20, 20, dtype=np.int64) * 150
+    contract = deployed["initial"]
+    assert model_values(contract) == values.tolist()
+    assert contract.functions.modelHash().call() == vector_hash(pack(values), 3)
+
+
+# ---------------------------------------------------------------- direct submissions: checks
+
+
+def test_submit_for_another_round_reverts_wrong_round(
+    isolated: Chain, coordinator: Contract, client_a: str
+) -> None:
+    with reverts("CoordinatorWrongRound", given=2, current=1):
+        submit(isolated, coordinator, client_a, constant(1), round_number=2)
+    with reverts("CoordinatorWrongRound", given=0, current=1):
+        submit(isolated, coordinator, client_a, constant(1), round_number=0)
 
 
 def test_second_submission_reverts_already_submitted(
     isolated: Chain, coordinator: Contract, client_a: str
 ) -> None:
-    # Prepare
     submit(isolated, coordinator, client_a, constant(1))
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
+    with reverts("CoordinatorAlreadySubmitted", round=1, account=client_a):
         submit(isolated, coordinator, client_a, constant(2))
-    # Assert
-    assert caught.value.name == "CoordinatorAlreadySubmitted"
-    assert revert_args(caught.value) == {"round": 1, "account": client_a}
-    assert round_info(coordinator)[3:] == (1, 1)
+    assert coordinator.functions.hasSubmitted(client_a, 1).call() is True
 
 
-@pytest.mark.parametrize("length", [0, 2, 4])
+@pytest.mark.parametrize(
+    ("length", "expected", "given"),
+    [(0, 3, 0), (2, 3, 2), (4, 3, 4)],
+    ids=["empty", "short", "long"],
+)
 def test_submit_with_wrong_length_reverts(
-    isolated: Chain, coordinator: Contract, client_a: str, length: int
+    isolated: Chain, coordinator: Contract, client_a: str, length: int, expected: int, given: int
+) -> None:
+    words = [*pack(constant(1)), ZERO_WORD][:length]
+    with reverts("CoordinatorWrongLength", expected=expected, given=given):
+        send(isolated, coordinator.functions.submit(1, 1, 0, words), client_a)
+
+
+@pytest.mark.parametrize(
+    ("max_abs", "index", "value"),
+    [
+        (3000, 0, 3001),
+        (3000, 19, -3001),
+        (3000, 39, 32767),
+        (3000, 16, -32768),
+        (2**14 - 1, 7, 2**14),
+        (2**14 - 1, 8, -(2**14)),
+        (2**14 - 1, 31, 32767),
+        (2**14 - 1, 32, -32768),
+        (1, 3, 2),
+        (1, 4, -2),
+    ],
+)
+def test_submit_weight_out_of_range_reverts(
+    isolated: Chain,
+    deployed: dict[str, Contract],
+    client_a: str,
+    max_abs: int,
+    index: int,
+    value: int,
+) -> None:
+    # Prepare: every other weight at the bound, one lane past it
+    contract = deployed[BY_MAX_ABS[max_abs]]
+    values = np.array(
+        [max_abs if i % 2 else -max_abs for i in range(SMALL_WEIGHTS)], dtype=np.int64
+    )
+    words = with_value(pack(values), index, value)
+    # Execute / Assert
+    with reverts("CoordinatorWeightOutOfRange", index=index, value=value, maxAbs=max_abs):
+        send(isolated, contract.functions.submit(1, 1, 0, words), client_a)
+
+
+def test_submit_reports_the_first_weight_out_of_range(
+    isolated: Chain, coordinator: Contract, client_a: str
+) -> None:
+    words = with_value(with_value(pack(constant(0)), 35, -4000), 21, 3001)
+    with reverts("CoordinatorWeightOutOfRange", index=21, value=3001, maxAbs=3000):
+        send(isolated, coordinator.functions.submit(1, 1, 0, words), client_a)
+
+
+def test_submit_out_of_range_in_a_later_segment_reports_its_global_index(
+    isolated: Chain, deployed: dict[str, Contract], client_a: str
+) -> None:
+    contract = deployed["three"]
+    words = with_value(pack(constant(0)), 33, -3001)
+    send(isolated, contract.functions.submit(1, 1, 0, words[:1]), client_a)
+    with reverts("CoordinatorWeightOutOfRange", index=33, value=-3001, maxAbs=3000):
+        send(isolated, contract.functions.submit(1, 1, 1, words[1:]), client_a)
+
+
+@pytest.mark.parametrize("max_abs", [1, 3000, 2**14 - 1])
+def test_submit_accepts_weights_at_the_bounds(
+    isolated: Chain, deployed: dict[str, Contract], clients: list[str], max_abs: int
 ) -> None:
     # Prepare
-    words = pack(np.zeros(16 * 4, dtype=np.int64))[:length]
+    contract = deployed[BY_MAX_ABS[max_abs]]
+    plus = np.array([max_abs if i % 3 else -max_abs for i in range(SMALL_WEIGHTS)], dtype=np.int64)
     # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, coordinator, client_a, words)
+    submit(isolated, contract, clients[0], plus)
+    submit(isolated, contract, clients[1], plus)
+    close(isolated, contract, clients[2], [plus, plus])
     # Assert
-    assert caught.value.name == "CoordinatorWrongLength"
-    assert revert_args(caught.value) == {"expected": SMALL_WORDS, "given": length}
+    assert model_values(contract) == plus.tolist()
 
 
-@pytest.mark.parametrize(("index", "value"), [(21, 3001), (21, -3001), (0, 32767), (39, -32768)])
-def test_submit_weight_out_of_range_reverts(
+@pytest.mark.parametrize(("index", "value"), [(40, 1), (44, -1), (47, 3000)])
+def test_submit_with_nonzero_padding_reverts(
     isolated: Chain, coordinator: Contract, client_a: str, index: int, value: int
 ) -> None:
-    # Prepare: write the lane directly (pack cannot encode -32768)
-    words = pack(constant(3000))
-    lane_shift = 16 * (index % 16)
-    word = words[index // 16] & ~(0xFFFF << lane_shift)
-    words[index // 16] = word | ((value + OFFSET) << lane_shift)
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, coordinator, client_a, words)
-    # Assert
-    assert caught.value.name == "CoordinatorWeightOutOfRange"
-    assert revert_args(caught.value) == {"index": index, "value": value, "maxAbs": 3000}
+    words = with_value(pack(constant(0)), index, value)
+    with reverts("CoordinatorWeightOutOfRange", index=index, value=value, maxAbs=0):
+        send(isolated, coordinator.functions.submit(1, 1, 0, words), client_a)
 
 
-def test_submit_reports_first_weight_out_of_range(
+def test_padding_lane_out_of_range_reports_the_range(
     isolated: Chain, coordinator: Contract, client_a: str
 ) -> None:
-    # Prepare
-    values = constant(0)
-    values[5], values[30] = -3001, 3001
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        submit(isolated, coordinator, client_a, values)
-    # Assert
-    assert caught.value.name == "CoordinatorWeightOutOfRange"
-    assert revert_args(caught.value) == {"index": 5, "value": -3001, "maxAbs": 3000}
+    """A raw lane of 0 decodes to -32768: the range check, which runs before the padding check,
+    reports it with the range's bound."""
+    words = with_lane(pack(constant(0)), 45, 0)
+    with reverts("CoordinatorWeightOutOfRange", index=45, value=-32768, maxAbs=3000):
+        send(isolated, coordinator.functions.submit(1, 1, 0, words), client_a)
 
 
-def test_submit_accepts_weights_at_the_bounds(
-    isolated: Chain, coordinator: Contract, client_a: str
-) -> None:
-    # Prepare
-    values = np.array([3000, -3000] * (SMALL_WEIGHTS // 2), dtype=np.int64)
-    # Execute
-    receipt = submit(isolated, coordinator, client_a, values)
-    # Assert
-    [accepted] = events(coordinator, "SubmissionAccepted", receipt)
-    assert accepted["distance"] == 3000 * SMALL_WEIGHTS
-
-
-@pytest.mark.parametrize(("lane", "value", "max_abs"), [(8, 1, 0), (15, -1, 0), (8, 3001, 3000)])
-def test_submit_with_nonzero_padding_reverts(
-    isolated: Chain, coordinator: Contract, client_a: str, lane: int, value: int, max_abs: int
-) -> None:
-    """A padding lane must hold zero; a padding value beyond maxAbs fails the range check first."""
-    # Prepare
-    words = pack(constant(0))
-    words[2] += value << (16 * lane)
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, coordinator, client_a, words)
-    # Assert
-    assert caught.value.name == "CoordinatorWeightOutOfRange"
-    assert revert_args(caught.value) == {"index": 32 + lane, "value": value, "maxAbs": max_abs}
-
-
-@pytest.mark.parametrize("sample_count", [0, 1001, 2**32])
+@pytest.mark.parametrize("sample_count", [0, 1001])
 def test_submit_with_invalid_sample_count_reverts(
     isolated: Chain, coordinator: Contract, client_a: str, sample_count: int
 ) -> None:
-    with pytest.raises(ContractRevertError) as caught:
+    with reverts("CoordinatorInvalidSampleCount", sampleCount=sample_count, max=1000):
         submit(isolated, coordinator, client_a, constant(1), sample_count=sample_count)
-    assert caught.value.name == "CoordinatorInvalidSampleCount"
-    assert revert_args(caught.value) == {"sampleCount": sample_count, "max": 1000}
 
 
-def test_submit_accepts_max_sample_count(
+def test_submit_accepts_the_largest_sample_count(
     isolated: Chain, coordinator: Contract, client_a: str
 ) -> None:
-    receipt = submit(isolated, coordinator, client_a, constant(1), sample_count=1000)
+    [receipt] = submit(isolated, coordinator, client_a, constant(1), sample_count=1000)
     [accepted] = events(coordinator, "SubmissionAccepted", receipt)
     assert accepted["sampleCount"] == 1000
-    assert coordinator.functions.submissionOf(client_a).call() == [1, 1, 1000, SMALL_WEIGHTS]
+    assert read_progress(coordinator, client_a).sample_count == 1000
+
+
+def test_submit_when_the_round_is_full_reverts_round_full(
+    isolated: Chain, coordinator: Contract, clients: list[str]
+) -> None:
+    for client in clients[:3]:
+        submit(isolated, coordinator, client, constant(1))
+    with reverts("CoordinatorRoundFull", round=1, entries=3):
+        submit(isolated, coordinator, clients[3], constant(1))
+
+
+def test_no_submission_at_or_after_the_deadline(
+    isolated: Chain, coordinator: Contract, clients: list[str]
+) -> None:
+    # Prepare
+    deadline = deadline_of(coordinator)
+    f = coordinator.functions
+    words = pack(constant(1))
+    # Execute: one second before the deadline is still in time
+    next_block_at(isolated, deadline - 1)
+    early = raw_send(isolated, f.submit(1, 1, 0, words), clients[0])
+    # at the deadline: the transaction fails, and the client's pre-check names the error
+    next_block_at(isolated, deadline)
+    late = raw_send(isolated, f.submit(1, 1, 0, words), clients[1])
+    mine_at(isolated, deadline + 5)
+    # Assert
+    assert (early["status"], block_time(isolated, early)) == (1, deadline - 1)
+    assert (late["status"], block_time(isolated, late)) == (0, deadline)
+    with reverts("CoordinatorDeadlinePassed", round=1, deadline=deadline):
+        send(isolated, f.submit(1, 1, 0, words), clients[1])
+    assert read_round(coordinator).submissions == 1
+
+
+# ---------------------------------------------------------------- the allowlist
+
+
+@pytest.fixture
+def allowlisted(isolated: Chain, owner: str, clients: list[str]) -> Contract:
+    """Allowlist on, the first three clients allowed in Setup (so from round 1), model loaded."""
+    contract = deploy_in_setup(
+        isolated, small_params(allowlist_enabled=True, target_submissions=2), owner=owner
+    )
+    receipt = send(isolated, contract.functions.setAllowed(clients[:3], True), owner)
+    assert events(contract, "AllowlistUpdated", receipt) == [
+        {"account": c, "allowed": True, "fromRound": 1} for c in clients[:3]
+    ]
+    send(isolated, contract.functions.loadZeroModel(0, 1), owner)
+    return contract
 
 
 def test_allowlist_gates_submissions(
-    isolated: Chain,
-    deploy_coordinator: DeployFactory,
-    owner: str,
-    client_a: str,
-    client_b: str,
-    outsider: str,
+    isolated: Chain, allowlisted: Contract, clients: list[str], outsider: str
 ) -> None:
-    # Prepare
-    contract = deploy_coordinator(allowlist_enabled=True)
-    # Execute / Assert: nobody is allowed at first
-    with pytest.raises(ContractRevertError) as caught:
-        submit(isolated, contract, outsider, constant(1))
-    assert caught.value.name == "CoordinatorNotEligible"
-    assert revert_args(caught.value) == {"account": outsider}
-    # only the owner manages the list
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, contract.functions.setAllowed([outsider], True), outsider)
-    assert caught.value.name == "CoordinatorUnauthorized"
-    assert revert_args(caught.value) == {"caller": outsider}
-    # the owner allows two accounts
-    receipt = send(isolated, contract.functions.setAllowed([client_a, client_b], True), owner)
-    assert events(contract, "AllowlistUpdated", receipt) == [
-        {"account": client_a, "allowed": True},
-        {"account": client_b, "allowed": True},
+    f = allowlisted.functions
+    assert f.allowed(clients[0]).call() is True
+    assert f.allowed(outsider).call() is False
+    with reverts("CoordinatorNotEligible", account=outsider, round=1):
+        submit(isolated, allowlisted, outsider, constant(1))
+    submit(isolated, allowlisted, clients[0], constant(1))
+
+
+def test_allowlist_changes_take_effect_from_the_next_round(
+    isolated: Chain,
+    allowlisted: Contract,
+    owner: str,
+    clients: list[str],
+    outsider: str,
+    relayer: str,
+) -> None:
+    f = allowlisted.functions
+    # Execute: allowed during round 1, removed during round 1
+    receipt = send(isolated, f.setAllowed([outsider], True), owner)
+    send(isolated, f.setAllowed([clients[1]], False), owner)
+    # Assert: nothing changes inside the open round
+    assert events(allowlisted, "AllowlistUpdated", receipt) == [
+        {"account": outsider, "allowed": True, "fromRound": 2}
     ]
-    assert contract.functions.allowed(client_a).call() is True
-    assert contract.functions.allowed(outsider).call() is False
-    submit(isolated, contract, client_a, constant(1))
-    assert contract.functions.hasSubmitted(client_a, 1).call() is True
-    # and revokes one
-    receipt = send(isolated, contract.functions.setAllowed([client_b], False), owner)
-    assert events(contract, "AllowlistUpdated", receipt) == [
-        {"account": client_b, "allowed": False}
-    ]
-    with pytest.raises(ContractRevertError) as caught:
-        submit(isolated, contract, client_b, constant(1))
-    assert caught.value.name == "CoordinatorNotEligible"
-    assert revert_args(caught.value) == {"account": client_b}
+    assert (f.isEligible(outsider, 1).call(), f.isEligible(outsider, 2).call()) == (False, True)
+    assert (f.isEligible(clients[1], 1).call(), f.isEligible(clients[1], 2).call()) == (True, False)
+    with reverts("CoordinatorNotEligible", account=outsider, round=1):
+        submit(isolated, allowlisted, outsider, constant(1))
+    submit(isolated, allowlisted, clients[1], constant(1))
+    submit(isolated, allowlisted, clients[0], constant(3))
+    close(isolated, allowlisted, relayer, [constant(1), constant(3)])
+    # round 2: the new rules
+    assert read_round(allowlisted).number == 2
+    assert f.allowed(outsider).call() is True
+    with reverts("CoordinatorNotEligible", account=clients[1], round=2):
+        submit(isolated, allowlisted, clients[1], constant(1), round_number=2)
+    submit(isolated, allowlisted, outsider, constant(1), round_number=2)
+
+
+def test_allowlist_toggled_twice_in_a_round_keeps_the_rule_in_force(
+    isolated: Chain, allowlisted: Contract, owner: str, clients: list[str]
+) -> None:
+    f = allowlisted.functions
+    for allowed in (False, True, False):
+        send(isolated, f.setAllowed([clients[2]], allowed), owner)
+    assert f.isEligible(clients[2], 1).call() is True
+    assert f.isEligible(clients[2], 2).call() is False
+    submit(isolated, allowlisted, clients[2], constant(1))
 
 
 def test_allowlist_is_ignored_when_disabled(
     isolated: Chain, coordinator: Contract, outsider: str
 ) -> None:
+    assert coordinator.functions.allowed(outsider).call() is True
     submit(isolated, coordinator, outsider, constant(1))
-    assert coordinator.functions.hasSubmitted(outsider, 1).call() is True
 
 
 def test_transfer_ownership(
-    isolated: Chain, coordinator: Contract, owner: str, client_a: str, outsider: str
+    isolated: Chain, coordinator: Contract, owner: str, funder: str, outsider: str
 ) -> None:
-    # Execute / Assert: the zero address is rejected
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.transferOwnership(ZERO_ADDRESS), owner)
-    assert caught.value.name == "CoordinatorInvalidParameter"
-    assert revert_args(caught.value) == {"name": "newOwner", "value": 0}
-    # only the owner may transfer
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.transferOwnership(outsider), outsider)
-    assert caught.value.name == "CoordinatorUnauthorized"
-    assert revert_args(caught.value) == {"caller": outsider}
-    # a real transfer
-    receipt = send(isolated, coordinator.functions.transferOwnership(client_a), owner)
+    f = coordinator.functions
+    with reverts("CoordinatorInvalidParameter", name="newOwner", value=0):
+        send(isolated, f.transferOwnership(ZERO_ADDRESS), owner)
+    receipt = send(isolated, f.transferOwnership(funder), owner)
     assert events(coordinator, "OwnershipTransferred", receipt) == [
-        {"previousOwner": owner, "newOwner": client_a}
+        {"previousOwner": owner, "newOwner": funder}
     ]
-    assert coordinator.functions.owner().call() == client_a
-    # the old owner lost its rights, the new one manages
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.setAllowed([outsider], True), owner)
-    assert caught.value.name == "CoordinatorUnauthorized"
-    assert revert_args(caught.value) == {"caller": owner}
-    send(isolated, coordinator.functions.setAllowed([outsider], True), client_a)
-    assert coordinator.functions.allowed(outsider).call() is True
+    assert f.owner().call() == funder
+    with reverts("CoordinatorUnauthorized", caller=owner):
+        send(isolated, f.setAllowed([outsider], True), owner)
+    send(isolated, f.setAllowed([outsider], True), funder)
 
 
-# ---------------------------------------------------------------- round closure
+# ---------------------------------------------------------------- closing a round
 
 
-def test_round_closes_when_target_reached(
-    isolated: Chain, coordinator: Contract, clients: list[str]
+def test_round_closes_when_full_before_the_deadline(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
 ) -> None:
     # Prepare
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(2)
     vectors = [random_vector(rng) for _ in range(3)]
+    for client, vector in zip(clients, vectors, strict=False):
+        submit(isolated, coordinator, client, vector)
+    deadline = deadline_of(coordinator)
     # Execute
-    receipts = [submit(isolated, coordinator, c, v) for c, v in zip(clients, vectors, strict=False)]
+    [receipt] = close(isolated, coordinator, relayer, vectors)
     # Assert
-    assert events(coordinator, "RoundClosed", receipts[0]) == []
-    assert events(coordinator, "RoundClosed", receipts[1]) == []
-    words = coordinator.functions.globalModel().call()
-    closed_at = block_time(isolated, receipts[2])
-    assert events(coordinator, "RoundClosed", receipts[2]) == [
-        {"round": 1, "modelVersion": 1, "modelHash": model_hash(words), "submissions": 3}
+    expected = integer_average(vectors)
+    words = pack(expected)
+    assert block_time(isolated, receipt) < deadline
+    assert events(coordinator, "RoundClosed", receipt) == [
+        {"round": 1, "modelVersion": 1, "modelHash": vector_hash(words, 3), "submissions": 3}
     ]
-    assert events(coordinator, "RoundOpened", receipts[2]) == [
-        {"round": 2, "deadline": closed_at + 600}
+    assert events(coordinator, "RoundOpened", receipt) == [
+        {"round": 2, "deadline": block_time(isolated, receipt) + 600}
     ]
-    assert model_weights(coordinator) == integer_average(vectors).tolist()
-    assert words == pack(integer_average(vectors))
+    assert model_values(coordinator) == expected.tolist()
+    assert coordinator.functions.globalModel().call() == words
+    assert coordinator.functions.modelHash().call() == vector_hash(words, 3)
+    info = read_round(coordinator)
+    assert (info.number, info.phase, info.submissions, info.closed_segments) == (2, "Open", 0, 0)
+
+
+def test_round_below_target_cannot_close_before_the_deadline(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
+) -> None:
+    vectors = [constant(1), constant(2)]
+    for client, vector in zip(clients, vectors, strict=False):
+        submit(isolated, coordinator, client, vector)
+    deadline = deadline_of(coordinator)
+    with reverts(
+        "CoordinatorNotClosable", round=1, entries=2, target=3, minimum=2, opensAt=deadline
+    ):
+        close(isolated, coordinator, relayer, vectors)
+    # from the deadline on, the minimum is enough
+    next_block_at(isolated, deadline)
+    words = pack(constant(1)) + pack(constant(2))
+    receipt = raw_send(isolated, coordinator.functions.closeSegment(1, 0, words, []), relayer)
+    assert (receipt["status"], block_time(isolated, receipt)) == (1, deadline)
+    assert model_values(coordinator) == [2] * SMALL_WEIGHTS  # 1.5 rounds away from zero
+
+
+def test_round_below_minimum_never_closes_and_finalize_ends_it_after_the_window(
+    isolated: Chain, coordinator: Contract, client_a: str, relayer: str
+) -> None:
+    # Prepare
+    f = coordinator.functions
+    submit(isolated, coordinator, client_a, constant(9))
+    deadline = deadline_of(coordinator)
+    opens_at = window_end(coordinator)
+    assert opens_at == deadline + 120
+    mine_at(isolated, deadline + 1)
+    # Execute / Assert: below the minimum, the close never opens
+    with reverts(
+        "CoordinatorNotClosable", round=1, entries=1, target=3, minimum=2, opensAt=deadline
+    ):
+        close(isolated, coordinator, relayer, [constant(9)])
+    with reverts(
+        "CoordinatorNotClosable", round=1, entries=1, target=3, minimum=2, opensAt=opens_at
+    ):
+        send(isolated, f.finalize(), relayer)
+    next_block_at(isolated, opens_at - 1)
+    assert raw_send(isolated, f.finalize(), relayer)["status"] == 0
+    next_block_at(isolated, opens_at)
+    receipt = raw_send(isolated, f.finalize(), relayer)
+    # Assert
+    assert receipt["status"] == 1
+    assert events(coordinator, "RoundAbandoned", receipt) == [{"round": 1, "submissions": 1}]
+    assert events(coordinator, "RoundOpened", receipt) == [{"round": 2, "deadline": opens_at + 600}]
+    assert model_values(coordinator) == [0] * SMALL_WEIGHTS
+    assert f.modelVersion().call() == 0
+    assert f.modelHash().call() == vector_hash(pack(constant(0)), 3)
+    info = read_round(coordinator)
+    assert (info.number, info.phase, info.submissions) == (2, "Open", 0)
+    # the client of the abandoned round submits again in the next one
+    submit(isolated, coordinator, client_a, constant(9), round_number=2)
+
+
+def test_finalize_ends_a_full_round_that_nobody_closes_within_the_window(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
+) -> None:
+    f = coordinator.functions
+    for client in clients[:3]:
+        submit(isolated, coordinator, client, constant(4))
+    with reverts(
+        "CoordinatorNotClosable",
+        round=1,
+        entries=3,
+        target=3,
+        minimum=2,
+        opensAt=window_end(coordinator),
+    ):
+        send(isolated, f.finalize(), relayer)
+    mine_at(isolated, window_end(coordinator))
+    receipt = send(isolated, f.finalize(), relayer)
+    assert events(coordinator, "RoundAbandoned", receipt) == [{"round": 1, "submissions": 3}]
+    assert model_values(coordinator) == [0] * SMALL_WEIGHTS
+    assert f.modelVersion().call() == 0
+    # the abandoned round's entries are gone: round 2 starts empty
+    assert read_round(coordinator).submissions == 0
+    assert [list(column) for column in f.entries().call()] == [[], [], [], []]
+
+
+def test_a_close_may_still_start_after_the_window_while_nobody_finalized(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
+) -> None:
+    for client in clients[:2]:
+        submit(isolated, coordinator, client, constant(4))
+    mine_at(isolated, window_end(coordinator) + 1000)
+    close(isolated, coordinator, relayer, [constant(4), constant(4)])
+    assert model_values(coordinator) == [4] * SMALL_WEIGHTS
     assert coordinator.functions.modelVersion().call() == 1
-    assert coordinator.functions.modelHash().call() == model_hash(words)
-    assert round_info(coordinator) == (2, OPEN, closed_at + 600, 0, 0)
 
 
-def test_finalize_before_deadline_reverts_not_closable(
-    isolated: Chain, coordinator: Contract, client_a: str, client_b: str, outsider: str
+def test_close_naming_another_round_reverts_wrong_round(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
 ) -> None:
-    # Prepare
-    deadline = round_info(coordinator)[2]
-    submit(isolated, coordinator, client_a, constant(1))
-    # Execute / Assert: below the minimum
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.finalize(), outsider)
-    assert caught.value.name == "CoordinatorNotClosable"
-    assert revert_args(caught.value) == {
-        "round": 1,
-        "deadline": deadline,
-        "completed": 1,
-        "minimum": 2,
-    }
-    # at the minimum, still before the deadline
-    submit(isolated, coordinator, client_b, constant(2))
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.finalize(), outsider)
-    assert caught.value.name == "CoordinatorNotClosable"
-    assert revert_args(caught.value) == {
-        "round": 1,
-        "deadline": deadline,
-        "completed": 2,
-        "minimum": 2,
-    }
-    assert round_info(coordinator) == (1, OPEN, deadline, 2, 2)
-
-
-def test_finalize_after_deadline_with_minimum_closes(
-    isolated: Chain, coordinator: Contract, client_a: str, client_b: str, outsider: str
-) -> None:
-    # Prepare
-    a, b = constant(10), constant(-3)
-    submit(isolated, coordinator, client_a, a)
-    submit(isolated, coordinator, client_b, b)
-    isolated.advance_time(600)
-    # Execute
-    receipt = send(isolated, coordinator.functions.finalize(), outsider)
-    # Assert
-    words = coordinator.functions.globalModel().call()
-    assert events(coordinator, "RoundClosed", receipt) == [
-        {"round": 1, "modelVersion": 1, "modelHash": model_hash(words), "submissions": 2}
-    ]
-    assert model_weights(coordinator) == [4] * SMALL_WEIGHTS  # 7 / 2 = 3.5 -> 4
-    assert round_info(coordinator) == (2, OPEN, block_time(isolated, receipt) + 600, 0, 0)
-
-
-def test_finalize_below_minimum_extends_round_and_keeps_submissions(
-    isolated: Chain, coordinator: Contract, client_a: str, client_b: str, outsider: str
-) -> None:
-    # Prepare
-    first = submit(isolated, coordinator, client_a, constant(100))
-    old_deadline = round_info(coordinator)[2]
-    credit_a = coordinator.functions.credit(client_a).call()
-    assert credit_a == 200  # L1 4,000: tier 1
-    isolated.advance_time(600)
-    # Execute
-    receipt = send(isolated, coordinator.functions.finalize(), outsider)
-    # Assert: extended by one roundDuration from the finalize block
-    new_deadline = block_time(isolated, receipt) + 600
-    assert new_deadline >= old_deadline + 600
-    assert events(coordinator, "RoundExtended", receipt) == [{"round": 1, "deadline": new_deadline}]
-    assert events(coordinator, "RoundClosed", receipt) == []
-    assert round_info(coordinator) == (1, OPEN, new_deadline, 1, 1)
-    assert coordinator.functions.hasSubmitted(client_a, 1).call() is True
-    assert coordinator.functions.credit(client_a).call() == credit_a
-    assert block_time(isolated, first) < old_deadline
-    # not closable again before the new deadline
-    with pytest.raises(ContractRevertError) as caught:
-        send(isolated, coordinator.functions.finalize(), outsider)
-    assert caught.value.name == "CoordinatorNotClosable"
-    assert revert_args(caught.value) == {
-        "round": 1,
-        "deadline": new_deadline,
-        "completed": 1,
-        "minimum": 2,
-    }
-    # a second client before the new deadline: minimum reached, but not the target or deadline
-    second = submit(isolated, coordinator, client_b, constant(-50))
-    assert events(coordinator, "RoundClosed", second) == []
-    assert round_info(coordinator) == (1, OPEN, new_deadline, 2, 2)
-    isolated.advance_time(600)
-    closing = send(isolated, coordinator.functions.finalize(), outsider)
-    [closed] = events(coordinator, "RoundClosed", closing)
-    assert (closed["round"], closed["submissions"]) == (1, 2)
-    assert model_weights(coordinator) == [25] * SMALL_WEIGHTS  # the first submission was kept
-    assert coordinator.functions.credit(client_a).call() == credit_a
-
-
-def test_submission_after_deadline_reaching_minimum_closes_round(
-    isolated: Chain, coordinator: Contract, client_a: str, client_b: str
-) -> None:
-    # Prepare
-    submit(isolated, coordinator, client_a, constant(8))
-    isolated.advance_time(600)
-    # Execute
-    receipt = submit(isolated, coordinator, client_b, constant(2))
-    # Assert
-    words = coordinator.functions.globalModel().call()
-    assert events(coordinator, "RoundClosed", receipt) == [
-        {"round": 1, "modelVersion": 1, "modelHash": model_hash(words), "submissions": 2}
-    ]
-    assert model_weights(coordinator) == [5] * SMALL_WEIGHTS
-    assert round_info(coordinator)[:2] == (2, OPEN)
-
-
-def test_submission_after_deadline_below_minimum_keeps_round_open(
-    isolated: Chain, coordinator: Contract, client_a: str
-) -> None:
-    # Prepare
-    deadline = round_info(coordinator)[2]
-    isolated.advance_time(600)
-    # Execute
-    receipt = submit(isolated, coordinator, client_a, constant(8))
-    # Assert
-    assert events(coordinator, "RoundClosed", receipt) == []
-    assert round_info(coordinator) == (1, OPEN, deadline, 1, 1)
-
-
-def test_round_with_nobody_counted_leaves_model_unchanged(
-    isolated: Chain,
-    deploy_coordinator: DeployFactory,
-    client_a: str,
-    client_b: str,
-    outsider: str,
-) -> None:
-    # Prepare: every submission is farther than maxCountedDistance from the model
-    initial = random_vector(np.random.default_rng(4), bound=100)
-    contract = deploy_coordinator(initial=initial, max_counted_distance=10)
-    words_before = contract.functions.globalModel().call()
-    hash_before = contract.functions.modelHash().call()
-    far_a, far_b = initial + 1, initial - 1  # L1 40 each
-    for client, vector in ((client_a, far_a), (client_b, far_b)):
-        receipt = submit(isolated, contract, client, vector)
-        [accepted] = events(contract, "SubmissionAccepted", receipt)
-        assert (accepted["distance"], accepted["counted"]) == (40, False)
-    isolated.advance_time(600)
-    # Execute
-    receipt = send(isolated, contract.functions.finalize(), outsider)
-    # Assert
-    assert events(contract, "RoundClosed", receipt) == [
-        {"round": 1, "modelVersion": 1, "modelHash": hash_before, "submissions": 2}
-    ]
-    assert contract.functions.globalModel().call() == words_before
-    assert model_weights(contract) == initial.tolist()
-    # and the untouched sums stay clean for the next round
-    near = initial.copy()
-    near[0] += 5
-    submit(isolated, contract, client_a, near, round_number=2)
-    submit(isolated, contract, client_b, initial, round_number=2)
-    isolated.advance_time(600)
-    send(isolated, contract.functions.finalize(), outsider)
-    assert model_weights(contract) == integer_average([near, initial]).tolist()
-
-
-# ---------------------------------------------------------------- segments
+    for client in clients[:3]:
+        submit(isolated, coordinator, client, constant(1))
+    with reverts("CoordinatorWrongRound", given=2, current=1):
+        close(isolated, coordinator, relayer, [constant(1)] * 3, round_number=2)
 
 
 @pytest.fixture
-def segmented(deploy_coordinator: DeployFactory) -> Contract:
-    """A coordinator whose 3-word vectors travel in 3 one-word segments."""
-    return deploy_coordinator(words_per_segment=1)
+def three_segments(isolated: Chain, deployed: dict[str, Contract]) -> Contract:
+    """Three one-word segments (40 weights), target 3, minimum 2."""
+    return deployed["three"]
 
 
-def send_segments(
-    chain: Chain,
-    contract: Contract,
-    sender: str,
-    values: np.ndarray,
-    segments: range,
-    *,
-    sample_count: int = 1,
-    round_number: int = 1,
-) -> list[TxReceipt]:
-    """Send the given one-word segments of ``values``."""
-    words = pack(values)
-    return [
-        submit_words(
-            chain,
-            contract,
-            sender,
-            [words[s]],
-            round_number=round_number,
-            sample_count=sample_count,
-            segment=s,
-        )
-        for s in segments
-    ]
-
-
-def test_segment_parameters(segmented: Contract) -> None:
-    assert segmented.functions.wordsPerSegment().call() == 1
-    assert segmented.functions.numSegments().call() == 3
-
-
-def test_segments_must_come_in_order(isolated: Chain, segmented: Contract, client_a: str) -> None:
-    # Prepare
-    words = pack(constant(1))
-    # Execute / Assert
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, segmented, client_a, [words[1]], segment=1)
-    assert caught.value.name == "CoordinatorWrongSegment"
-    assert revert_args(caught.value) == {"expected": 0, "given": 1}
-    submit_words(isolated, segmented, client_a, [words[0]], segment=0)
-    for given in (0, 2):
-        with pytest.raises(ContractRevertError) as caught:
-            submit_words(isolated, segmented, client_a, [words[given]], segment=given)
-        assert caught.value.name == "CoordinatorWrongSegment"
-        assert revert_args(caught.value) == {"expected": 1, "given": given}
-    # a segment has exactly wordsPerSegment words
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, segmented, client_a, words[1:3], segment=1)
-    assert caught.value.name == "CoordinatorWrongLength"
-    assert revert_args(caught.value) == {"expected": 1, "given": 2}
-
-
-def test_segments_emit_events_and_reward_on_last_segment(
-    isolated: Chain, segmented: Contract, client_a: str
+def test_model_is_double_buffered_while_the_segments_close(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
 ) -> None:
     # Prepare
-    values = constant(20)  # L1 800: tier 0, 300 wei
-    words = pack(values)
-    receipts = []
-    progress = []
-    credits = []
-    # Execute
-    for segment in range(3):
-        receipts.append(
-            submit_words(
-                isolated, segmented, client_a, [words[segment]], segment=segment, sample_count=7
-            )
-        )
-        progress.append(segmented.functions.submissionOf(client_a).call())
-        credits.append(segmented.functions.credit(client_a).call())
-    # Assert
-    for segment, receipt in enumerate(receipts):
-        assert events(segmented, "SegmentAccepted", receipt) == [
-            {"round": 1, "client": client_a, "segment": segment, "counted": True}
-        ]
-    assert events(segmented, "SubmissionAccepted", receipts[0]) == []
-    assert events(segmented, "SubmissionAccepted", receipts[1]) == []
-    assert events(segmented, "SubmissionAccepted", receipts[2]) == [
-        {
-            "round": 1,
-            "client": client_a,
-            "sampleCount": 7,
-            "distance": 800,
-            "along": 0,
-            "against": 0,
-            "tier": 0,
-            "reward": 300,
-            "counted": True,
-        }
+    contract = three_segments
+    f = contract.functions
+    rng = np.random.default_rng(3)
+    vectors = [random_vector(rng) for _ in range(3)]
+    updates = dict(zip(clients, vectors, strict=False))
+    for client, vector in updates.items():
+        submit(isolated, contract, client, vector)
+    old_words = f.globalModel().call()
+    old_hash = f.modelHash().call()
+    deadline = deadline_of(contract)
+    expected = integer_average(vectors)
+    # Execute / Assert: segment 0 of 3
+    first = close_segment(isolated, contract, relayer, updates, 0)
+    assert events(contract, "SegmentClosed", first)[0]["segment"] == 0
+    assert events(contract, "RoundClosed", first) == []
+    assert f.globalModel().call() == old_words
+    assert f.globalModelSegment(0).call() == old_words[:1]
+    assert f.modelHash().call() == old_hash
+    assert f.modelVersion().call() == 0
+    info = read_round(contract)
+    assert (info.number, info.phase, info.deadline, info.submissions, info.closed_segments) == (
+        1,
+        "Closing",
+        deadline,
+        3,
+        1,
+    )
+    assert f.roundDetails().call()[2] == block_time(isolated, first)
+    # segment 1 of 3: still the old model
+    close_segment(isolated, contract, relayer, updates, 1)
+    assert f.globalModel().call() == old_words
+    assert read_round(contract).closed_segments == 2
+    # the last segment: the new model at once
+    last = close_segment(isolated, contract, relayer, updates, 2)
+    new_words = pack(expected)
+    assert f.globalModel().call() == new_words
+    assert model_values(contract) == expected.tolist()
+    assert (
+        f.modelHash().call() == vector_hash(new_words, 1) == vector_hash(f.globalModel().call(), 1)
+    )
+    assert f.modelVersion().call() == 1
+    assert events(contract, "RoundClosed", last) == [
+        {"round": 1, "modelVersion": 1, "modelHash": vector_hash(new_words, 1), "submissions": 3}
     ]
-    assert progress == [[1, 1, 7, 320], [1, 2, 7, 640], [1, 3, 7, 800]]
-    assert credits == [0, 0, 300]
-    assert segmented.functions.hasSubmitted(client_a, 1).call() is True
-    assert round_info(segmented)[3:] == (1, 1)
+    assert f.roundDetails().call()[2] == 0
+
+
+def test_closing_phase_refuses_finalize_submissions_and_out_of_order_segments(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
+) -> None:
+    # Prepare: two entries, the deadline passed, segment 0 closed
+    contract = three_segments
+    f = contract.functions
+    updates = {clients[0]: constant(2), clients[1]: constant(6)}
+    for client, vector in updates.items():
+        submit(isolated, contract, client, vector)
+    late = signed(isolated, contract, clients[3], constant(1))
+    mine_at(isolated, window_end(contract) + 1)
+    close_segment(isolated, contract, relayer, updates, 0)
+    # Execute / Assert
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Closing"]):
+        send(isolated, f.finalize(), relayer)
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Closing"]):
+        submit(isolated, contract, clients[2], constant(1))
+    with reverts("CoordinatorWrongPhase", phase=PHASE["Closing"]):
+        send(isolated, f.submitRelayed(1, [late.as_tuple()]), relayer)
+    with reverts("CoordinatorWrongSegment", expected=1, given=2):
+        close_segment(isolated, contract, relayer, updates, 2)
+    with reverts("CoordinatorWrongSegment", expected=1, given=0):
+        close_segment(isolated, contract, relayer, updates, 0)
+    # another account finishes the close
+    close_segment(isolated, contract, clients[5], updates, 1)
+    close_segment(isolated, contract, clients[5], updates, 2)
+    assert model_values(contract) == [4] * SMALL_WEIGHTS
+
+
+def test_first_close_must_start_at_segment_zero(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
+) -> None:
+    updates = {c: constant(1) for c in clients[:3]}
+    for client, vector in updates.items():
+        submit(isolated, three_segments, client, vector)
+    with reverts("CoordinatorWrongSegment", expected=0, given=1):
+        close_segment(isolated, three_segments, relayer, updates, 1)
+
+
+def test_model_version_counts_closed_rounds_only(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
+) -> None:
+    f = coordinator.functions
+    # round 1 closes, round 2 is abandoned, round 3 closes
+    for client in clients[:3]:
+        submit(isolated, coordinator, client, constant(5))
+    close(isolated, coordinator, relayer, [constant(5)] * 3)
+    mine_at(isolated, window_end(coordinator))
+    send(isolated, f.finalize(), relayer)
+    for client in clients[:3]:
+        submit(isolated, coordinator, client, constant(-7), round_number=3)
+    [receipt] = close(isolated, coordinator, relayer, [constant(-7)] * 3, round_number=3)
+    assert f.modelVersion().call() == 2
+    assert events(coordinator, "RoundClosed", receipt)[0]["modelVersion"] == 2
+    assert read_round(coordinator).number == 4
+    assert model_values(coordinator) == [-7] * SMALL_WEIGHTS
+
+
+# ---------------------------------------------------------------- direct submissions in several transactions
+
+
+def test_submission_in_several_transactions(
+    isolated: Chain, three_segments: Contract, client_a: str
+) -> None:
+    # Prepare
+    contract = three_segments
+    f = contract.functions
+    values = np.arange(SMALL_WEIGHTS, dtype=np.int64) * 7 - 100
+    words = pack(values)
+    # Execute: segment 0 alone, then segments 1 and 2 in one transaction
+    first = submit_segments(isolated, contract, client_a, values, [0], sample_count=9)
+    # Assert: a part holds no place
+    assert events(contract, "SegmentsReceived", first) == [
+        {"round": 1, "client": client_a, "firstSegment": 0, "count": 1}
+    ]
+    assert events(contract, "SubmissionAccepted", first) == []
+    progress = read_progress(contract, client_a)
+    assert (
+        progress.round_number,
+        progress.segments_done,
+        progress.sample_count,
+        progress.relayed,
+    ) == (
+        1,
+        1,
+        9,
+        False,
+    )
+    assert progress.distance_so_far == distance(np.zeros(16, dtype=np.int64), values[:16], "l1")
+    assert f.hasSubmitted(client_a, 1).call() is False
+    assert read_round(contract).submissions == 0
+    assert f.segmentHash(client_a, 0).call() == split_hash(words, 0)
+    # Execute: the rest
+    last = submit_segments(isolated, contract, client_a, values, [1, 2], sample_count=9)
+    # Assert
+    [accepted] = events(contract, "SubmissionAccepted", last)
+    assert accepted["distance"] == distance(constant(0), values, "l1")
+    assert (accepted["counted"], accepted["relayed"], accepted["sampleCount"]) == (True, False, 9)
+    assert f.hasSubmitted(client_a, 1).call() is True
+    assert read_round(contract).submissions == 1
+    assert [f.segmentHash(client_a, s).call() for s in range(3)] == [
+        split_hash(words, s) for s in range(3)
+    ]
+
+
+def split_hash(words: list[int], segment: int) -> bytes:
+    """keccak256 of one one-word segment of ``words``."""
+    return words_hash(split_segments(words, 1)[segment])
+
+
+def test_submission_resumes_from_its_next_segment(
+    isolated: Chain, three_segments: Contract, client_a: str
+) -> None:
+    values = constant(11)
+    submit_segments(isolated, three_segments, client_a, values, [0])
+    receipts = submit(isolated, three_segments, client_a, values, start_segment=1)
+    assert len(receipts) == 1  # segments 1 and 2 in one transaction
+    assert three_segments.functions.hasSubmitted(client_a, 1).call() is True
+
+
+def test_segments_must_come_in_order(
+    isolated: Chain, three_segments: Contract, client_a: str, client_b: str
+) -> None:
+    values = constant(3)
+    with reverts("CoordinatorWrongSegment", expected=0, given=1):
+        submit_segments(isolated, three_segments, client_a, values, [1])
+    submit_segments(isolated, three_segments, client_a, values, [0])
+    with reverts("CoordinatorWrongSegment", expected=1, given=0):
+        submit_segments(isolated, three_segments, client_a, values, [0])
+    with reverts("CoordinatorWrongSegment", expected=1, given=2):
+        submit_segments(isolated, three_segments, client_a, values, [2])
+    # too many words after the last segment
+    words = [*pack(values)[1:], ZERO_WORD]
+    with reverts("CoordinatorWrongLength", expected=2, given=3):
+        send(isolated, three_segments.functions.submit(1, 1, 1, words), client_a)
+    with reverts("CoordinatorWrongLength", expected=1, given=0):
+        send(isolated, three_segments.functions.submit(1, 1, 1, []), client_a)
+    submit_segments(isolated, three_segments, client_b, values, [0, 1, 2])
 
 
 def test_segments_need_the_same_sample_count(
-    isolated: Chain, segmented: Contract, client_a: str
+    isolated: Chain, three_segments: Contract, client_a: str
 ) -> None:
-    # Prepare
-    words = pack(constant(1))
-    submit_words(isolated, segmented, client_a, [words[0]], segment=0, sample_count=5)
-    # Execute
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, segmented, client_a, [words[1]], segment=1, sample_count=6)
-    # Assert
-    assert caught.value.name == "CoordinatorSampleCountChanged"
-    assert revert_args(caught.value) == {"declared": 5, "given": 6}
-    assert segmented.functions.submissionOf(client_a).call() == [1, 1, 5, 16]
+    submit_segments(isolated, three_segments, client_a, constant(3), [0], sample_count=5)
+    with reverts("CoordinatorSampleCountChanged", declared=5, given=6):
+        submit_segments(isolated, three_segments, client_a, constant(3), [1], sample_count=6)
+    with reverts("CoordinatorInvalidSampleCount", sampleCount=0, max=1000):
+        submit_segments(isolated, three_segments, client_a, constant(3), [1], sample_count=0)
 
 
-@pytest.mark.parametrize(
-    ("aggregation", "words_per_segment", "segments"),
-    [("mean", 1, 3), ("sample_weighted", 1, 3), ("mean", 2, 2), ("sample_weighted", 2, 2)],
-)
-def test_segmented_average_equals_reference(
-    isolated: Chain,
-    deploy_coordinator: DeployFactory,
-    clients: list[str],
-    aggregation: str,
-    words_per_segment: int,
-    segments: int,
+def test_incomplete_submission_holds_no_place(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
 ) -> None:
-    # Prepare
-    contract = deploy_coordinator(words_per_segment=words_per_segment, aggregation=aggregation)
-    assert contract.functions.numSegments().call() == segments
-    rng = np.random.default_rng(5)
-    vectors = [random_vector(rng) for _ in range(3)]
-    counts = [1, 250, 1000]
-    # Execute: through the client library's segmenting sender
-    for client, vector, count in zip(clients, vectors, counts, strict=False):
-        receipts = send_in_segments(
-            isolated,
-            contract,
-            client,
-            round_number=1,
-            sample_count=count,
-            words=pack(vector),
-            words_per_segment=words_per_segment,
-        )
-        assert len(receipts) == segments
-    # Assert
-    expected = integer_average(vectors, counts if aggregation == "sample_weighted" else None)
-    assert round_info(contract)[0] == 2
-    assert model_weights(contract) == expected.tolist()
-    assert contract.functions.modelHash().call() == model_hash(pack(expected))
+    # Prepare: one client stops after segment 0; three others complete and fill the round
+    contract = three_segments
+    partial, others = clients[0], clients[1:4]
+    submit_segments(isolated, contract, partial, constant(3000), [0])
+    vectors = [constant(10), constant(20), constant(-30)]
+    for client, vector in zip(others, vectors, strict=True):
+        submit(isolated, contract, client, vector)
+    # Execute / Assert: the round is full; the partial submission cannot complete
+    assert read_round(contract).submissions == 3
+    with reverts("CoordinatorRoundFull", round=1, entries=3):
+        submit(isolated, contract, partial, constant(3000), start_segment=1)
+    receipts = close(isolated, contract, relayer, vectors)
+    assert model_values(contract) == integer_average(vectors).tolist()
+    assert events(contract, "RoundClosed", receipts[-1])[0]["submissions"] == 3
+    assert contract.functions.credit(partial).call() == 0
+    assert contract.functions.hasSubmitted(partial, 1).call() is False
+    # next round: the partial client starts afresh from segment 0
+    submit(isolated, contract, partial, constant(1), round_number=2)
+    assert contract.functions.hasSubmitted(partial, 2).call() is True
 
 
-def test_partial_segments_count_in_their_segments_and_round_fills(
-    isolated: Chain, segmented: Contract, clients: list[str], outsider: str
+def test_incomplete_submission_at_the_deadline_is_left_out(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
 ) -> None:
-    """A client that sent only some segments counts in those segments' averages.
-
-    Observed behaviour (as the contract's documentation says): each segment keeps its own sum
-    and weight, so client C, which sent segments 0 and 1 but never segment 2, is averaged into
-    weights 0..31 but not into weights 32..39; it does not count as a completed submission
-    (RoundClosed reports 2), earns nothing and has not "submitted". It still takes one of the
-    ``targetSubmissions`` places: a fourth client gets CoordinatorRoundFull.
-    """
-    # Prepare
-    a_client, b_client, c_client, d_client = clients[:4]
-    rng = np.random.default_rng(6)
-    a, b, c, d = (random_vector(rng) for _ in range(4))
-    send_segments(isolated, segmented, a_client, a, range(3))
-    send_segments(isolated, segmented, b_client, b, range(3))
-    send_segments(isolated, segmented, c_client, c, range(2))
-    # Execute / Assert: the round is full
-    with pytest.raises(ContractRevertError) as caught:
-        send_segments(isolated, segmented, d_client, d, range(1))
-    assert caught.value.name == "CoordinatorRoundFull"
-    assert revert_args(caught.value) == {"round": 1, "started": 3}
-    assert round_info(segmented)[3:] == (3, 2)
-    isolated.advance_time(600)
-    receipt = send(isolated, segmented.functions.finalize(), outsider)
-    # Assert
-    [closed] = events(segmented, "RoundClosed", receipt)
-    assert closed["submissions"] == 2
-    with_c = integer_average([a, b, c])
-    without_c = integer_average([a, b])
-    expected = np.concatenate([with_c[:32], without_c[32:]])
-    assert model_weights(segmented) == expected.tolist()
-    assert segmented.functions.hasSubmitted(c_client, 1).call() is False
-    assert segmented.functions.credit(c_client).call() == 0
-    assert segmented.functions.submissionOf(c_client).call()[:2] == [1, 2]
-    # the next round starts afresh: C must begin again at segment 0
-    words = pack(c)
-    with pytest.raises(ContractRevertError) as caught:
-        submit_words(isolated, segmented, c_client, [words[2]], round_number=2, segment=2)
-    assert caught.value.name == "CoordinatorWrongSegment"
-    assert revert_args(caught.value) == {"expected": 0, "given": 2}
-    send_segments(isolated, segmented, d_client, d, range(1), round_number=2)
-    assert round_info(segmented)[3:] == (1, 0)
-
-
-def test_poisoning_bound_with_segments_keeps_segments_sent_before_crossing_it(
-    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
-) -> None:
-    """The poisoning bound is applied per segment, to the distance summed so far.
-
-    Observed behaviour: client A's segment 0 (distance 80 <= 100) is counted and stays in the
-    average of weights 0..15; its segment 1 takes the running distance to 240 > 100, so segments
-    1 and 2 are left out, and its SubmissionAccepted reports ``counted=False`` (no reward) even
-    though part of its vector was averaged in.
-    """
-    # Prepare
-    contract = deploy_coordinator(words_per_segment=1, max_counted_distance=100)
-    a = np.concatenate([np.full(16, 5), np.full(16, 10), np.zeros(8)]).astype(np.int64)
-    b = constant(1)
-    c = constant(0)
-    # Execute
-    a_receipts = send_segments(isolated, contract, clients[0], a, range(3))
-    send_segments(isolated, contract, clients[1], b, range(3))
-    send_segments(isolated, contract, clients[2], c, range(3))
-    # Assert
-    assert [events(contract, "SegmentAccepted", r)[0]["counted"] for r in a_receipts] == [
-        True,
-        False,
-        False,
-    ]
-    [accepted] = events(contract, "SubmissionAccepted", a_receipts[2])
-    assert (accepted["distance"], accepted["tier"], accepted["reward"], accepted["counted"]) == (
-        240,
-        255,
-        0,
-        False,
-    )
-    assert contract.functions.modelVersion().call() == 1
-    expected = np.concatenate([integer_average([a, b, c])[:16], integer_average([b, c])[16:]])
-    assert model_weights(contract) == expected.tolist()
-    assert model_weights(contract) == [2] * 16 + [1] * 24
-
-
-def test_direction_guard_on_segments_is_sticky_and_keeps_the_step_of_unaveraged_segments(
-    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str]
-) -> None:
-    """Segmented vectors under the direction guard (``minAlignment = 0``, one-word segments).
-
-    Round 1 moves every weight up by 10. In round 2, A and C follow the step in segment 0 (by 3)
-    and go against it in segment 1 (by 5): from there on they are left out, even where the
-    running figures recover (A's segment 2); B goes against it from segment 0. Only segment 0 is
-    averaged, so segments 1 and 2 keep round 1's step (up), which round 3 is measured against.
-    """
-    # Prepare
-    contract = deploy_coordinator(words_per_segment=1, min_alignment_bps=0)
-    for client in clients[:3]:
-        send_segments(isolated, contract, client, constant(10), range(3))
-    word = [slice(0, 16), slice(16, 32), slice(32, 40)]
-
-    def moved(*steps: int) -> np.ndarray:
-        values = constant(10)
-        for part, step in zip(word, steps, strict=True):
-            values[part] += step
-        return values
-
-    # Execute
-    a = send_segments(isolated, contract, clients[0], moved(3, -5, 5), range(3), round_number=2)
-    b = send_segments(isolated, contract, clients[1], moved(-5, 5, 5), range(3), round_number=2)
-    c = send_segments(isolated, contract, clients[2], moved(3, -5, -5), range(3), round_number=2)
-    model2 = model_weights(contract)
-    third = send_segments(isolated, contract, clients[0], moved(4, -1, 1), range(3), round_number=3)
-    # Assert
-    counted = [[events(contract, "SegmentAccepted", r)[0]["counted"] for r in x] for x in (a, b, c)]
-    assert counted == [[True, False, False], [False, False, False], [True, False, False]]
-    [a_done] = events(contract, "SubmissionAccepted", a[2])
-    assert (a_done["along"], a_done["against"], a_done["counted"], a_done["reward"]) == (
-        48 + 40,
-        80,
-        False,
-        0,
-    )
-    assert model2 == [13] * 16 + [10] * 24
-    # Round 3 from model2: +1 in segment 0 along round 2's step; -1 in segment 1 against the
-    # kept round-1 step, +1 in segment 2 along it.
-    [done] = events(contract, "SubmissionAccepted", third[2])
-    assert (done["along"], done["against"], done["counted"]) == (16 + 8, 16, True)
+    contract = three_segments
+    submit_segments(isolated, contract, clients[0], constant(-3000), [0, 1])
+    vectors = [constant(100), constant(301)]
+    for client, vector in zip(clients[1:3], vectors, strict=True):
+        submit(isolated, contract, client, vector)
+    deadline = deadline_of(contract)
+    mine_at(isolated, deadline)
+    with reverts("CoordinatorDeadlinePassed", round=1, deadline=deadline):
+        submit(isolated, contract, clients[0], constant(-3000), start_segment=2)
+    close(isolated, contract, relayer, vectors)
+    assert model_values(contract) == [201] * SMALL_WEIGHTS  # 200.5 away from zero
+    assert contract.functions.credit(clients[0]).call() == 0
 
 
 # ---------------------------------------------------------------- views
 
 
-def test_round_and_submission_views(
-    isolated: Chain, coordinator: Contract, client_a: str, client_b: str
-) -> None:
-    # Prepare
-    assert coordinator.functions.submissionOf(client_a).call() == [0, 0, 0, 0]
-    assert coordinator.functions.hasSubmitted(client_a, 1).call() is False
-    deadline = round_info(coordinator)[2]
-    # Execute
-    submit(isolated, coordinator, client_a, constant(-2), sample_count=42)
-    # Assert
-    assert round_info(coordinator) == (1, OPEN, deadline, 1, 1)
-    assert coordinator.functions.submissionOf(client_a).call() == [1, 1, 42, 80]
-    assert coordinator.functions.hasSubmitted(client_a, 1).call() is True
-    assert coordinator.functions.hasSubmitted(client_a, 2).call() is False
-    assert coordinator.functions.hasSubmitted(client_b, 1).call() is False
-
-
-def test_parameter_getters(coordinator: Contract, owner: str) -> None:
-    f = coordinator.functions
-    assert f.rewardTiers().call() == [[1_000, 10_000, 50_000], [300, 200, 100]]
-    assert f.numWeights().call() == SMALL_WEIGHTS
-    assert f.numWords().call() == SMALL_WORDS
-    assert f.scale().call() == 1024
-    assert f.maxAbsWeight().call() == 3000
-    assert f.targetSubmissions().call() == 3
-    assert f.minSubmissions().call() == 2
-    assert f.roundDuration().call() == 600
-    assert f.aggregation().call() == 0
-    assert f.maxSampleCount().call() == 1000
-    assert f.distance().call() == 0
-    assert f.allowlistEnabled().call() is False
-    assert f.minRewardDistance().call() == 0
-    assert f.maxCountedDistance().call() == MAX_UINT256  # 0 at deployment: the bound is off
-    assert f.wordsPerSegment().call() == SMALL_WORDS  # 512 clamped to the vector's words
-    assert f.numSegments().call() == 1
-    assert f.laneBits().call() == 16
-    assert f.owner().call() == owner
-    assert f.NO_TIER().call() == 255
-    assert f.totalFunded().call() == 10**6
-    assert f.totalCredited().call() == 0
-    assert f.totalWithdrawn().call() == 0
-    assert f.availableRewards().call() == 10**6
-
-
-def test_parameter_getters_of_other_settings(deploy_coordinator: DeployFactory) -> None:
-    contract = deploy_coordinator(
-        aggregation="sample_weighted",
-        distance="squared_l2",
-        allowlist_enabled=True,
-        min_reward_distance=7,
-        max_counted_distance=9_999,
-        words_per_segment=2,
-    )
+def test_parameter_getters(isolated: Chain, deployed: dict[str, Contract], owner: str) -> None:
+    contract = deployed["getters"]
     f = contract.functions
-    assert f.aggregation().call() == 1
-    assert f.distance().call() == 1
-    assert f.allowlistEnabled().call() is True
-    assert f.minRewardDistance().call() == 7
-    assert f.maxCountedDistance().call() == 9_999
-    assert f.wordsPerSegment().call() == 2
-    assert f.numSegments().call() == 2
-
-
-def expected_lane_bits(target: int, max_weight: int, max_abs: int) -> int:
-    """The contract's rule: the smallest lane that holds the largest signed sum and one
-    offset-binary value times the largest weight."""
-    for bits in (16, 32, 64):
-        if target * max_weight * max_abs < 2 ** (bits - 1) and max_weight * 65536 <= 2**bits:
-            return bits
-    return 128
-
-
-LANE_CASES: list[tuple[str, int, int, int, int]] = [
-    # aggregation, target, maxAbs, maxSampleCount, expected laneBits
-    ("mean", 3, 3000, 1000, 16),
-    ("mean", 10, 3276, 1000, 16),  # 32,760 < 32,768
-    ("mean", 10, 3277, 1000, 32),  # 32,770
-    ("mean", 20, 3000, 1000, 32),
-    ("mean", 1, 32767, 1000, 16),
-    ("mean", 2, 32767, 1000, 32),
-    ("mean", 2**32 - 1, 32767, 1000, 64),
-    ("sample_weighted", 3, 3000, 1, 16),  # 1 * 65,536 <= 2**16
-    ("sample_weighted", 3, 3000, 2, 32),
-    ("sample_weighted", 3, 3000, 1000, 32),
-    ("sample_weighted", 1, 1, 65536, 32),  # 65,536 * 65,536 == 2**32
-    ("sample_weighted", 1, 1, 65537, 64),
-    ("sample_weighted", 10, 3000, 65535, 32),  # 1,966,050,000 < 2**31
-    ("sample_weighted", 11, 3000, 65535, 64),  # 2,162,655,000 >= 2**31
-    ("sample_weighted", 2**32 - 1, 32767, 2**32 - 1, 128),
-]
-
-
-@pytest.mark.parametrize(
-    ("aggregation", "target", "max_abs", "max_samples", "bits"),
-    LANE_CASES,
-    ids=[f"{a}-t{t}-abs{m}-s{s}" for a, t, m, s, _ in LANE_CASES],
-)
-def test_lane_bits_follow_parameters(
-    isolated: Chain,
-    compiled: dict[str, CompiledContract],
-    owner: str,
-    aggregation: str,
-    target: int,
-    max_abs: int,
-    max_samples: int,
-    bits: int,
-) -> None:
-    # Prepare
-    params = small_params(
-        aggregation=aggregation,
-        target_submissions=target,
-        min_submissions=1,
-        max_abs_weight=max_abs,
-        max_sample_count=max_samples,
+    assert (
+        f.numWeights().call(),
+        f.numWords().call(),
+        f.wordsPerSegment().call(),
+        f.numSegments().call(),
+    ) == (
+        100,
+        7,
+        3,
+        3,
     )
-    artifact = compiled["FLCoordinator"]
-    factory = isolated.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    # Execute
-    tx_hash = factory.constructor(params.as_tuple()).transact({"from": owner, "gas": RAW_GAS})
-    receipt = isolated.w3.eth.wait_for_transaction_receipt(tx_hash)
-    # Assert
-    assert receipt["status"] == 1
-    address = receipt["contractAddress"]
-    assert address is not None
-    contract = isolated.w3.eth.contract(address=address, abi=artifact.abi)
-    max_weight = 1 if aggregation == "mean" else max_samples
-    assert expected_lane_bits(target, max_weight, max_abs) == bits
-    assert contract.functions.laneBits().call() == bits
+    assert (f.scale().call(), f.maxAbsWeight().call()) == (1024, 3000)
+    assert (f.targetSubmissions().call(), f.minSubmissions().call()) == (3, 2)
+    assert (f.roundDuration().call(), f.closeWindow().call()) == (600, 120)
+    assert (f.closeFee().call(), f.relayFee().call(), f.commitBond().call()) == (7, 3, 0)
+    assert (f.aggregation().call(), f.distance().call(), f.mode().call()) == (1, 1, 0)
+    assert f.maxSampleCount().call() == 1000
+    assert f.allowlistEnabled().call() is False
+    assert f.minRewardDistance().call() == 5
+    assert f.maxCountedDistance().call() == U128 - 1  # 0 at deployment: off
+    assert f.minAlignment().call() == -2500
+    assert f.rewardTiers().call() == [[1_000, 10_000, 50_000], [300, 200, 100]]
+    assert f.accumulatorBits().call() == 32  # 3 * 1000 * 2**16 < 2**32
+    assert f.MAX_CALLDATA_BYTES().call() == 131_072 - 1_024
+    assert f.MAX_CHUNK_WORDS().call() == 767
+    assert f.owner().call() == owner
+    _, name, version, chain_id, verifying, _, _ = f.eip712Domain().call()
+    assert (name, version, chain_id, verifying) == (
+        "FLCoordinator",
+        "2",
+        isolated.chain_id(),
+        contract.address,
+    )
 
 
-def test_submission_distance_matches_reference(
-    isolated: Chain, deploy_coordinator: DeployFactory, client_a: str
+def test_words_per_segment_is_capped_at_the_model_size(coordinator: Contract) -> None:
+    contract = coordinator  # deployed with 512 words per segment
+    assert (
+        contract.functions.wordsPerSegment().call(),
+        contract.functions.numSegments().call(),
+    ) == (3, 1)
+
+
+def test_entries_list_the_round_in_order(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
 ) -> None:
-    # Prepare
-    rng = np.random.default_rng(7)
-    initial, update = random_vector(rng), random_vector(rng)
-    contract = deploy_coordinator(initial=initial)
-    # Execute
-    receipt = submit(isolated, contract, client_a, update)
-    # Assert
-    [accepted] = events(contract, "SubmissionAccepted", receipt)
-    assert accepted["distance"] == distance(initial, update, "l1")
+    submit(isolated, coordinator, clients[1], constant(1), sample_count=4)
+    update = signed(isolated, coordinator, clients[0], constant(2), sample_count=7)
+    send(isolated, coordinator.functions.submitRelayed(1, [update.as_tuple()]), relayer)
+    assert [list(column) for column in coordinator.functions.entries().call()] == [
+        [clients[1], clients[0]],
+        [4, 7],
+        [False, True],
+        [False, False],
+    ]
+    completed, commits, started, window = coordinator.functions.roundDetails().call()
+    assert (completed, commits, started, window) == (2, 0, 0, deadline_of(coordinator) + 120)
+
+
+def test_close_round_helper_reads_entries(
+    isolated: Chain, three_segments: Contract, clients: list[str], relayer: str
+) -> None:
+    """The helper the other modules rely on: a close follows ``entries()`` order."""
+    updates = {clients[2]: constant(9), clients[0]: constant(-3), clients[1]: constant(0)}
+    for client, vector in updates.items():
+        submit(isolated, three_segments, client, vector)
+    close_round(isolated, three_segments, relayer, updates)
+    assert model_values(three_segments) == [2] * SMALL_WEIGHTS
+
+
+def test_a_close_with_altered_direct_words_reverts(
+    isolated: Chain, coordinator: Contract, clients: list[str], relayer: str
+) -> None:
+    """The words of a direct entry are in its submission's calldata; a closer cannot change them."""
+    updates = {c: constant(i) for i, c in enumerate(clients[:3])}
+    for client, vector in updates.items():
+        submit(isolated, coordinator, client, vector)
+    with reverts("CoordinatorWordsMismatch", index=2, client=clients[2]):
+        close_round(isolated, coordinator, relayer, {**updates, clients[2]: constant(3)})

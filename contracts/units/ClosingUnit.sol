@@ -63,7 +63,7 @@ contract ClosingUnit is CoordinatorBase {
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {
             if (_config.rewardReference == RewardReference.Aggregate) _settleAggregate(state);
-            _finishRound(state, chain);
+            _finishRound(state, chain, c.included); // the last segment's: dropped entries left out
         } else {
             _pendingHash = chain;
             if (first) _closeStartedAt = block.timestamp;

@@ -246,7 +246,7 @@ contract SecureAggregationUnit is CoordinatorBase {
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {
             _paySurvivors(round, cohort.registered);
-            _finishRound(state, chain);
+            _finishRound(state, chain, cohort.submitted);
         } else {
             _pendingHash = chain;
             if (first) _closeStartedAt = block.timestamp;
