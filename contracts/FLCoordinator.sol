@@ -51,6 +51,10 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     uint256 private constant MASKED_PAIR_GAS = 20_000; // a (dropped, survivor) pair: its seed
     uint256 private constant MASK_WORD_GAS = 500; // a mask word: keccak and lane subtraction
     uint256 private constant MASKED_AVERAGE_WORD_GAS = 16_000; // sixteen lanes averaged and clamped
+    uint256 private constant MEASURE_WORD_GAS = 400; // RewardReference.Aggregate: an update word measured again
+    uint256 private constant SQUARED_L2_WORD_GAS = 3_000; // per update word and measurement, lane by lane
+    uint256 private constant STEP_WORD_GAS = 6_000; // maxStep or maxDrift: a model word clamped
+    uint256 private constant DRIFT_WORD_GAS = 1_500; // maxDrift: the checkpoint's word besides
 
     // ---------------------------------------------------------------- units
 
@@ -991,8 +995,14 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         uint256 chunkBytes = (perSegment + dirWords) * 32;
         uint256 memoryWords = closeBytes / 32 + perSegment * (accWords + 4) + dirWords + 64;
-        uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + perSegment * CLOSE_UPDATE_WORD_GAS)
-            + target * perSegment * accWords * CLOSE_ACC_WORD_GAS + perSegment * CLOSE_WORD_GAS + 32_000
+        // A relayed update is measured in the close, and every update again against the new model
+        // with the aggregate reward reference; squared L2 measures lane by lane.
+        uint256 measures = p.rewardReference == RewardReference.Aggregate ? 2 : 1;
+        uint256 updateWordGas = CLOSE_UPDATE_WORD_GAS + (measures - 1) * MEASURE_WORD_GAS
+            + (p.distance == Distance.SquaredL2 ? measures * SQUARED_L2_WORD_GAS : 0);
+        uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + perSegment * updateWordGas)
+            + target * perSegment * accWords * CLOSE_ACC_WORD_GAS + perSegment * (CLOSE_WORD_GAS + _stepWordGas(p))
+            + 32_000
             + chunkBytes * CODE_DEPOSIT_GAS + 3 * memoryWords + memoryWords * memoryWords / 512;
         uint256 standard = 21_000 + 16 * closeBytes + execution;
         uint256 floor = 21_000 + 40 * closeBytes;
@@ -1013,10 +1023,16 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + maskedWords * MASKED_WORD_GAS)
             + p.maxDropouts * target * (MASKED_PAIR_GAS + maskedWords * MASK_WORD_GAS)
-            + perSegment * MASKED_AVERAGE_WORD_GAS + 32_000 + perSegment * 32 * CODE_DEPOSIT_GAS;
+            + perSegment * (MASKED_AVERAGE_WORD_GAS + _stepWordGas(p)) + 32_000 + perSegment * 32 * CODE_DEPOSIT_GAS;
         uint256 gas = 21_000 + 16 * closeBytes + execution;
         if (gas < 21_000 + 40 * closeBytes) gas = 21_000 + 40 * closeBytes;
         if (gas > p.txGasCap) revert CoordinatorExceedsTransactionLimit("closeMaskedGas", gas, p.txGasCap);
+    }
+
+    /// Gas per model word of a close's step and drift bounds.
+    function _stepWordGas(Parameters memory p) private pure returns (uint256) {
+        if (p.maxStep == 0 && p.maxDrift == 0) return 0;
+        return p.maxDrift == 0 ? STEP_WORD_GAS : STEP_WORD_GAS + DRIFT_WORD_GAS;
     }
 
     function _validate(Parameters memory p) private pure {

@@ -29,7 +29,43 @@ MASKED_WORD_GAS = 400
 MASKED_PAIR_GAS = 20_000
 MASK_WORD_GAS = 500
 MASKED_AVERAGE_WORD_GAS = 16_000
+MEASURE_WORD_GAS = 400
+SQUARED_L2_WORD_GAS = 3_000
+STEP_WORD_GAS = 6_000
+DRIFT_WORD_GAS = 1_500
 ALIGNMENT_OFF = -10_000
+
+
+@dataclass(frozen=True)
+class CloseWork:
+    """What a close does beyond averaging, as far as its gas goes: squared-L2 distances (measured
+    lane by lane), the aggregate reward reference (every update measured again, against the new
+    model), and the step and drift bounds (each model word clamped)."""
+
+    squared_l2: bool = False
+    aggregate: bool = False
+    step: bool = False
+    drift: bool = False
+
+    @property
+    def update_word_gas(self) -> int:
+        """Gas per word of each update."""
+        measures = 2 if self.aggregate else 1
+        return (
+            CLOSE_UPDATE_WORD_GAS
+            + (measures - 1) * MEASURE_WORD_GAS
+            + (measures * SQUARED_L2_WORD_GAS if self.squared_l2 else 0)
+        )
+
+    @property
+    def step_word_gas(self) -> int:
+        """Gas per model word of the step and drift bounds."""
+        if not (self.step or self.drift):
+            return 0
+        return STEP_WORD_GAS + (DRIFT_WORD_GAS if self.drift else 0)
+
+
+PLAIN_CLOSE = CloseWork()
 
 
 def accumulator_bits(max_weight_sum: int) -> int:
@@ -58,7 +94,14 @@ class CloseCost:
     chunk_words: int
 
 
-def close_cost(*, words_per_segment: int, target: int, max_weight: int, guard: bool) -> CloseCost:
+def close_cost(
+    *,
+    words_per_segment: int,
+    target: int,
+    max_weight: int,
+    guard: bool,
+    work: CloseWork = PLAIN_CLOSE,
+) -> CloseCost:
     """The contract's bound on a close of one segment with ``target`` updates."""
     acc_words = accumulator_bits(target * max_weight) // 16
     dir_words = (words_per_segment + 7) // 8 if guard else 0
@@ -67,9 +110,9 @@ def close_cost(*, words_per_segment: int, target: int, max_weight: int, guard: b
     memory_words = close_bytes // 32 + words_per_segment * (acc_words + 4) + dir_words + 64
     execution = (
         CLOSE_FIXED_GAS
-        + target * (CLOSE_UPDATE_GAS + words_per_segment * CLOSE_UPDATE_WORD_GAS)
+        + target * (CLOSE_UPDATE_GAS + words_per_segment * work.update_word_gas)
         + target * words_per_segment * acc_words * CLOSE_ACC_WORD_GAS
-        + words_per_segment * CLOSE_WORD_GAS
+        + words_per_segment * (CLOSE_WORD_GAS + work.step_word_gas)
         + 32_000
         + chunk_bytes * CODE_DEPOSIT_GAS
         + 3 * memory_words
@@ -81,7 +124,12 @@ def close_cost(*, words_per_segment: int, target: int, max_weight: int, guard: b
 
 
 def masked_close_cost(
-    *, words_per_segment: int, target: int, lane_bits: int, max_dropouts: int
+    *,
+    words_per_segment: int,
+    target: int,
+    lane_bits: int,
+    max_dropouts: int,
+    work: CloseWork = PLAIN_CLOSE,
 ) -> CloseCost:
     """The contract's bound on a secure-aggregation close of one segment (``_checkMaskedLimits``)."""
     masked_words = words_per_segment * (lane_bits // 16)
@@ -90,7 +138,7 @@ def masked_close_cost(
         CLOSE_FIXED_GAS
         + target * (CLOSE_UPDATE_GAS + masked_words * MASKED_WORD_GAS)
         + max_dropouts * target * (MASKED_PAIR_GAS + masked_words * MASK_WORD_GAS)
-        + words_per_segment * MASKED_AVERAGE_WORD_GAS
+        + words_per_segment * (MASKED_AVERAGE_WORD_GAS + work.step_word_gas)
         + 32_000
         + words_per_segment * 32 * CODE_DEPOSIT_GAS
     )
@@ -106,6 +154,7 @@ def fits(
     guard: bool,
     gas_cap: int,
     masked: tuple[int, int] | None = None,
+    work: CloseWork = PLAIN_CLOSE,
 ) -> bool:
     """Whether the contract accepts this segment size (``masked``: secure aggregation's lane
     width and tolerated dropouts)."""
@@ -115,10 +164,15 @@ def fits(
             target=target,
             lane_bits=masked[0],
             max_dropouts=masked[1],
+            work=work,
         )
     else:
         cost = close_cost(
-            words_per_segment=words_per_segment, target=target, max_weight=max_weight, guard=guard
+            words_per_segment=words_per_segment,
+            target=target,
+            max_weight=max_weight,
+            guard=guard,
+            work=work,
         )
     return (
         cost.chunk_words <= MAX_CHUNK_WORDS
@@ -136,11 +190,13 @@ def plan_words_per_segment(
     gas_cap: int = 16_777_216,
     limit: int | None = None,
     masked: tuple[int, int] | None = None,
+    work: CloseWork = PLAIN_CLOSE,
 ) -> int:
     """The segment size a deployment should use: the fewest segments that fit, evened out.
 
     ``max_weight`` is 1 for the plain mean, else the largest sample count; ``limit`` caps the
-    words per segment further (a configured ``words_per_segment``).
+    words per segment further (a configured ``words_per_segment``); ``work`` is what the close
+    does besides averaging.
 
     Raises
     ------
@@ -159,12 +215,15 @@ def plan_words_per_segment(
             guard=guard,
             gas_cap=gas_cap,
             masked=masked,
+            work=work,
         ):
             low = middle
         else:
             high = middle - 1
     if low == 0:
-        one = close_cost(words_per_segment=1, target=target, max_weight=max_weight, guard=guard)
+        one = close_cost(
+            words_per_segment=1, target=target, max_weight=max_weight, guard=guard, work=work
+        )
         raise ConfigError(
             f"a round of {target} submissions cannot be closed in one transaction: even a one-word "
             f"segment needs {one.calldata_bytes:,} bytes and ~{one.gas:,} gas (limits "

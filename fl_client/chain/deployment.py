@@ -16,7 +16,7 @@ from fl_client.chain.transactions import MAX_CALLDATA_BYTES, send
 from fl_client.compile import CompiledContract, compile_contracts, get_contract
 from fl_client.config import ALIGNMENT_OFF, FLConfig
 from fl_client.errors import ChainError, ConfigError
-from fl_client.limits import masked_lane_bits, plan_words_per_segment
+from fl_client.limits import CloseWork, masked_lane_bits, plan_words_per_segment
 from fl_client.privacy import LedgerCurve
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,12 @@ class DeployParams:
             )
             if masked
             else None,
+            work=CloseWork(
+                squared_l2=contract.distance == "squared_l2",
+                aggregate=contract.reward_reference == "aggregate",
+                step=contract.max_step != 0,
+                drift=contract.max_drift != 0,
+            ),
         )
         return cls(
             num_weights=num_weights,
