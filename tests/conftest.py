@@ -131,7 +131,9 @@ DeployFactory = Callable[..., Contract]
 def deploy_coordinator(isolated: Chain, owner: str) -> DeployFactory:
     """Deploy a coordinator on the isolated chain: ``deploy_coordinator(pool_wei=..., **params)``."""
 
-    def factory(*, pool_wei: int = 10**6, initial: np.ndarray | None = None, **changes: Any) -> Contract:
+    def factory(
+        *, pool_wei: int = 10**6, initial: np.ndarray | None = None, **changes: Any
+    ) -> Contract:
         params = small_params(**changes)
         words = None if initial is None else pack(initial)
         return deploy(isolated, params, initial_words=words, pool_wei=pool_wei, deployer=owner)
@@ -245,7 +247,12 @@ def signed(
 
 
 def relay(
-    chain: Chain, contract: Contract, sender: str, updates: Sequence[SignedUpdate], *, round_number: int = 1
+    chain: Chain,
+    contract: Contract,
+    sender: str,
+    updates: Sequence[SignedUpdate],
+    *,
+    round_number: int = 1,
 ) -> TxReceipt:
     """Register signed updates (``submitRelayed``) from ``sender``."""
     return send(chain, relay_function(contract, round_number, updates), sender)

@@ -37,7 +37,6 @@ from fl_client.cli import main as cli_main
 from fl_client.codec import pack, split_segments, unpack, vector_hash
 from fl_client.config import ALIGNMENT_OFF, PROJECT_ROOT, FixedPointFormat, load_config
 from fl_client.dashboard.cli import main as dashboard_main
-from fl_client.evaluation import Evaluator
 from fl_client.dashboard.history import (
     INITIAL_SOURCE,
     NOT_EVALUATED,
@@ -54,6 +53,7 @@ from fl_client.dashboard.ledger import (
 )
 from fl_client.dashboard.models import CloseCall, ModelHistory
 from fl_client.dashboard.tracker import Tracker
+from fl_client.evaluation import Evaluator
 from fl_client.node import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")

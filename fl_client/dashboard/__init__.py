@@ -7,7 +7,7 @@ stored, so a restarted dashboard shows the same history.
 
 - ``ledger``: the events as a history of rounds, submissions, payments and gas (pure);
 - ``models``: every global model rebuilt from the closes' calldata, checked against its hash (pure);
-- ``evaluation``: a model's test accuracy, as ``query`` measures it;
+- ``fl_client.evaluation`` (shared with ``query``): a model's test accuracy;
 - ``history``: the three together, and the page's data (pure but for the evaluation);
 - ``tracker``: reads the chain on each poll, and reports a node that does not answer;
 - ``server``: the aiohttp service (page, Chart.js from node_modules, JSON, Server-Sent Events);

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fl_client.config import FixedPointFormat
-from fl_client.evaluation import Evaluator
 from fl_client.dashboard.ledger import ChainEvent, Ledger, Rules, Submission, tier_label
 from fl_client.dashboard.models import CloseCall, ModelHistory
+from fl_client.evaluation import Evaluator
 
 logger = logging.getLogger(__name__)
 

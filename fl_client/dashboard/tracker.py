@@ -37,10 +37,10 @@ from web3.types import LogReceipt
 
 from fl_client.chain import AGGREGATION_CODES, DISTANCE_CODES, MODE_CODES, PHASES, DeploymentRecord
 from fl_client.config import FixedPointFormat
-from fl_client.evaluation import Evaluator
 from fl_client.dashboard.history import CALLDATA_EVENTS, FunctionCall, History, Parameters
 from fl_client.dashboard.ledger import ChainEvent, Rules
 from fl_client.errors import FLError
+from fl_client.evaluation import Evaluator
 
 logger = logging.getLogger(__name__)
 
