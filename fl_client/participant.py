@@ -109,6 +109,9 @@ class Participant:
         self.privacy = privacy
         self._secret = secret
         self._trained: _Trained | None = None
+        # The previous round's update too: a relayed update settles at its round's close, which a
+        # participant may see only after it trained for the next round.
+        self._previous: _Trained | None = None
         self._gas: dict[int, int] = defaultdict(int)
         self._closed: set[int] = set()
 
@@ -153,6 +156,7 @@ class Participant:
                 self.view.fixed_point.scale,
             )
         update = Update(round_number, tuple(words), quantized.values, self.trainer.num_samples)
+        self._previous = self._trained
         self._trained = _Trained(
             update, quantized, fit.loss, time.perf_counter() - started, dp_clipped
         )
@@ -181,8 +185,15 @@ class Participant:
     def outcome(self, round_number: int) -> RoundOutcome | None:
         """What this participant's update earned in ``round_number``, from the event that settled
         it; ``None`` when it is not settled (yet), or was trained by another process."""
-        trained = self._trained
-        if trained is None or trained.update.round_number != round_number:
+        trained = next(
+            (
+                t
+                for t in (self._trained, self._previous)
+                if t is not None and t.update.round_number == round_number
+            ),
+            None,
+        )
+        if trained is None:
             return None
         if self.view.mode == "secure_aggregation":
             # A masked update has no distance; the close pays every survivor the first tier.

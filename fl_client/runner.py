@@ -130,7 +130,9 @@ class ParticipantLoop:
         while True:
             try:
                 info = read_round(self.participant.contract)
-                outage.end()
+                if outage.active:
+                    outage.end()
+                    progress_at = time.monotonic()  # the outage was bounded on its own
                 if info.number != seen_round:
                     seen_round, progress_at = info.number, time.monotonic()
                 if info.phase == "Setup":
@@ -143,7 +145,8 @@ class ParticipantLoop:
                 self._move_on(info)
             except CONNECTION_ERRORS as exc:
                 outage.begin(exc)
-            if time.monotonic() - progress_at >= self.timeout:
+            # While the node is down the outage bounds the wait (NodeUnreachableError).
+            if not outage.active and time.monotonic() - progress_at >= self.timeout:
                 raise ClientStateError(
                     f"{self.participant}: round {seen_round} made no progress in {self.timeout:.0f} s"
                 )

@@ -187,9 +187,12 @@ def connect(
         raise ChainIdMismatchError(
             f"network {settings.name!r} expects chain id {expected}, but the node at {url} reports {chain_id}"
         )
-    key = private_key or project.private_key()
+    key, source = private_key, "the private key"
+    if not key and project.private_key():
+        key = project.private_key()
+        source = f"the private key ({project.private_key_template} in brownie-config.yaml)"
     if key:
-        account = private_key_account(key)
+        account = private_key_account(key, source=source)
         w3.middleware_onion.inject(SignAndSendRawMiddlewareBuilder.build(account), layer=0)
         accounts = [str(to_checksum_address(account.address))]
         keys = {accounts[0]: "0x" + bytes(account.key).hex()}
@@ -207,8 +210,9 @@ def connect(
     return Chain(w3=w3, network=settings, accounts=accounts, keys=keys)
 
 
-def private_key_account(key: str) -> LocalAccount:
-    """The account of a hex private key.
+def private_key_account(key: str, *, source: str = "the private key") -> LocalAccount:
+    """The account of a hex private key; ``source`` names where the key came from in errors
+    (the key itself is never echoed).
 
     Raises
     ------
@@ -219,13 +223,15 @@ def private_key_account(key: str) -> LocalAccount:
     digits = text[2:] if text.lower().startswith("0x") else text
     if len(digits) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digits):
         raise ConfigError(
-            "the private key must be 64 hexadecimal digits (32 bytes), optionally with 0x "
+            f"{source} must be 64 hexadecimal digits (32 bytes), optionally with 0x "
             f"(got {len(digits)} characters)"
         )
     try:
         account: LocalAccount = Account.from_key("0x" + digits)
-    except ValueError as exc:
-        raise ConfigError(f"the private key is not a valid secp256k1 key: {exc}") from None
+    except ValueError:
+        raise ConfigError(
+            f"{source} is not a valid secp256k1 key (zero, or not below the curve order)"
+        ) from None
     return account
 
 

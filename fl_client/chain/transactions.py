@@ -101,12 +101,16 @@ def send(
             wait_timeout=wait_timeout,
             attempts=attempts,
         )
-        if receipt["status"] == 1 or receipt["gasUsed"] < gas or estimate == estimates:
+        if receipt["status"] == 1 or estimate == estimates:
             break
+        # Out of gas at the top, or inside a unit's delegatecall (which then reverts with the
+        # 1/64 it kept, so gasUsed < gas): estimate again; a call that now reverts raises its
+        # decoded error unsent.
         logger.warning(
-            "%s ran out of gas (%s given) in block %s: the state changed since the estimate; "
-            "estimating again",
+            "%s ran out of gas or failed (%s of %s gas used) in block %s: the state changed "
+            "since the estimate; estimating again",
             label,
+            receipt["gasUsed"],
             gas,
             receipt["blockNumber"],
         )

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from fl_client.chain import private_key_account
 from fl_client.config import FLConfig, PrivacyConfig, ProjectConfig
 from fl_client.errors import ConfigError
 
@@ -118,6 +119,7 @@ def private_key(variable: str | None) -> str | None:
     key = os.environ.get(variable)
     if not key:
         raise ConfigError(f"environment variable {variable} (--key-env) is not set")
+    private_key_account(key, source=f"environment variable {variable} (--key-env)")  # checked early
     return key
 
 
@@ -127,7 +129,9 @@ def client_account(accounts: Sequence[str], index: int) -> str:
     if len(accounts) == 1:
         return accounts[0]
     if index < -1:
-        raise ConfigError(f"--account must be a client index, 0 or more (got {index})")
+        raise ConfigError(
+            f"--account must be -1 (the deployer) or a client index from 0 (got {index})"
+        )
     if not index < len(accounts) - 1:
         raise ConfigError(
             f"client {index} needs the node's account {1 + index}, but it manages {len(accounts)}: "

@@ -149,6 +149,24 @@ class Relay:
             self._pending = {k: u for k, u in self._pending.items() if k[0] >= info.number}
         if not due or info.phase != "Open":
             return []
+        # A client may have fallen back to submitting directly meanwhile: its relayed update would
+        # revert the whole batch (CoordinatorUpdateReplayed), so it is dropped here.
+        already = [
+            u for u in due if read_progress(self.contract, u.client).round_number == info.number
+        ]
+        if already:
+            with self._lock:
+                for update in already:
+                    self._pending.pop((update.round_number, update.client), None)
+            for update in already:
+                logger.info(
+                    "relay: dropped %s's update for round %d (it has an update in the round already)",
+                    update.client,
+                    info.number,
+                )
+            due = [u for u in due if u not in already]
+            if not due:
+                return []
         per_update_gas = _REGISTER_GAS + _REGISTER_GAS_PER_SEGMENT * self.view.num_segments
         per_update_bytes = _REGISTER_BYTES + 32 * self.view.num_segments
         batch = max(
