@@ -1,12 +1,15 @@
-"""Quantization and packing: determinism, round trip, clipping, bad inputs, the contract's format."""
+"""Quantization and packing: determinism, round trip, clipping, bad inputs, the contract's format;
+segments and their hashes against the contract (``modelHash``, ``segmentHash``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from eth_utils.crypto import keccak
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from web3.contract import Contract
 
 from fl_client.aggregation import (
     NO_TIER,
@@ -18,19 +21,25 @@ from fl_client.aggregation import (
     rounded_div,
     step_signs,
 )
+from fl_client.chain import Chain, read_model_words
 from fl_client.codec import (
     LANES,
     OFFSET,
+    chain_hash,
     dequantize,
     encode,
-    model_hash,
     pack,
     quantize,
+    segment_hashes,
+    split_segments,
     unpack,
+    vector_hash,
     words_for,
+    words_hash,
 )
 from fl_client.config import FixedPointFormat
 from fl_client.errors import NonFiniteWeightError, OutOfRangeError, ShapeError
+from tests.conftest import SMALL_WEIGHTS, DeployFactory, submit
 
 FMT = FixedPointFormat(scale=1024, max_abs=3000)
 finite = st.floats(min_value=-2.9, max_value=2.9, allow_nan=False, allow_infinity=False)
@@ -73,7 +82,7 @@ def test_quantization_is_deterministic_and_rounds_half_to_even() -> None:
     second = quantize(weights.copy(), FMT).values
     np.testing.assert_array_equal(first, [0, 2, 2, 0, -2])
     np.testing.assert_array_equal(first, second)
-    assert model_hash(pack(first)) == model_hash(pack(second))
+    assert vector_hash(pack(first), 512) == vector_hash(pack(second), 512)
 
 
 def test_clipping_is_counted() -> None:
@@ -164,9 +173,11 @@ def test_direction_split_and_guard() -> None:
     after = np.array([2, -1, 0, 5])
     step = step_signs(before, after)
     assert step.tolist() == [1, -1, 0, 0]
-    # -2 against the up step, -4 along the down step, +7 where the step stood still
-    update = after + np.array([-2, -4, 7, 0])
+    # -2 against the up step, -4 along the down step
+    update = after + np.array([-2, -4, 0, 0])
     assert directional_l1(after, update, step) == (4, 2)
+    # a move where the step stood still counts against (a push cannot hide there)
+    assert directional_l1(after, after + np.array([-2, -4, 7, 0]), step) == (4, 9)
     assert aligned(4, 2, 3_333)
     assert not aligned(4, 2, 3_334)
     assert aligned(0, 0, 10_000)  # nothing to measure passes
@@ -174,3 +185,64 @@ def test_direction_split_and_guard() -> None:
     assert not aligned(0, 5, -9_999)
     with pytest.raises(ShapeError):
         directional_l1(after, update[:3], step)
+
+
+# ---------------------------------------------------------------- segments and their hashes
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**256 - 1), min_size=1, max_size=40),
+    st.integers(1, 50),
+)
+def test_segments_cut_the_words_in_order_the_last_one_shorter(
+    words: list[int], per_segment: int
+) -> None:
+    segments = split_segments(words, per_segment)
+    assert [w for segment in segments for w in segment] == words
+    assert len(segments) == -(-len(words) // per_segment)
+    assert all(len(segment) == per_segment for segment in segments[:-1])
+    assert 1 <= len(segments[-1]) <= per_segment
+    assert segment_hashes(words, per_segment) == [words_hash(s) for s in segments]
+
+
+def test_words_hash_is_keccak_of_the_big_endian_words() -> None:
+    words = [1, 2**256 - 1]
+    assert words_hash(words) == keccak((1).to_bytes(32, "big") + (2**256 - 1).to_bytes(32, "big"))
+
+
+def test_the_vector_hash_is_a_chain_over_the_segment_hashes_from_zero() -> None:
+    words = pack(np.arange(-20, 20, dtype=np.int64))  # three words
+    first, second = split_segments(words, 2)
+    assert chain_hash([]) == bytes(32)
+    assert vector_hash(words, 2) == keccak(
+        keccak(bytes(32) + words_hash(first)) + words_hash(second)
+    )
+    assert vector_hash(words, 3) == keccak(bytes(32) + words_hash(words))  # one segment
+    assert vector_hash(words, 2) != vector_hash(words, 3)  # the cut is part of the hash
+
+
+def test_a_segment_size_below_one_is_refused() -> None:
+    with pytest.raises(ShapeError, match="words_per_segment must be at least 1, got 0"):
+        split_segments([1, 2], 0)
+
+
+@pytest.mark.parametrize("per_segment", [1, 2, 512], ids=["3-segments", "2-segments", "1-segment"])
+def test_vector_hash_and_segment_hashes_match_the_contract(
+    deploy_coordinator: DeployFactory, isolated: Chain, client_a: str, per_segment: int
+) -> None:
+    # Prepare: a random initial model, cut into segments of `per_segment` words
+    rng = np.random.default_rng(per_segment)
+    initial = rng.integers(-3000, 3001, SMALL_WEIGHTS, dtype=np.int64)
+    update = rng.integers(-3000, 3001, SMALL_WEIGHTS, dtype=np.int64)
+    contract: Contract = deploy_coordinator(initial=initial, words_per_segment=per_segment)
+    # Execute
+    submit(isolated, contract, client_a, update)
+    # Assert: the model's hash, and the hash the contract kept of each segment sent
+    assert read_model_words(contract) == pack(initial)
+    assert bytes(contract.functions.modelHash().call()) == vector_hash(pack(initial), per_segment)
+    stored = [
+        bytes(contract.functions.segmentHash(client_a, s).call())
+        for s in range(int(contract.functions.numSegments().call()))
+    ]
+    assert stored == segment_hashes(pack(update), per_segment)

@@ -32,6 +32,7 @@ from fl_client.node import (
     read_node_record,
     start_anvil,
     stop_process,
+    stop_recorded_node,
     write_node_record,
 )
 
@@ -216,7 +217,99 @@ def test_a_stale_record_is_ignored(state_dir: Path) -> None:
     assert read_node_record("anvil") is None
 
 
+def test_a_detached_node_runs_in_its_own_session_and_stops_by_its_record(
+    state_dir: Path, anvil_network: NetworkConfig
+) -> None:
+    # Prepare
+    port = free_port()
+    process, info = start_anvil(anvil_network, port=port, detach=True)
+    try:
+        # Execute
+        record = read_node_record("anvil")
+        session = os.getsid(info.pid)
+        answered = _rpc(info.url, "eth_chainId")
+        stopped = stop_recorded_node("anvil")
+        process.wait(timeout=10)
+        again = stop_recorded_node("anvil")
+    finally:
+        if _alive(info.pid):
+            stop_process(info.pid)
+    # Assert: its own session (a shell's Ctrl-C or its end does not reach it), a log beside its
+    # record; stopped by the record, which is gone with it
+    assert record == info
+    assert session == info.pid != os.getsid(0)
+    assert answered == hex(31337)
+    assert (state_dir / "node-anvil.log").exists()
+    assert stopped == info
+    assert again is None
+    assert not node_record_path("anvil").exists()
+    assert not _alive(info.pid)
+    assert port_is_free(port)
+
+
+def test_stopping_when_no_node_runs_removes_a_stale_record(state_dir: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    port = free_port()
+    write_node_record(
+        NodeRecord(
+            network="anvil", port=port, pid=dead.pid, url=f"http://{HOST}:{port}", block_time=0
+        )
+    )
+    assert stop_recorded_node("anvil") is None
+    assert not node_record_path("anvil").exists()
+
+
 # ---------------------------------------------------------------- python -m fl_client node
+
+
+# The command drops its handle on the detached node, which outlives it by design.
+@pytest.mark.filterwarnings("ignore:subprocess \\d+ is still running:ResourceWarning")
+def test_node_background_returns_once_it_answers_and_node_stop_stops_it(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    port = free_port()
+    info: NodeRecord | None = None
+    try:
+        # Execute
+        started = main(["node", "--background", "--port", str(port)])
+        out = capsys.readouterr().out
+        info = read_node_record("anvil")
+        answered = None if info is None else _rpc(info.url, "eth_chainId")
+        stopped = main(["node", "--stop"])
+        stop_out = capsys.readouterr().out
+        again = main(["node", "--stop"])
+        again_out = capsys.readouterr().out
+    finally:
+        if info is not None and _alive(info.pid):
+            stop_process(info.pid)
+    # Assert
+    assert started == stopped == again == 0
+    assert info is not None
+    assert answered == hex(31337)
+    assert out == (
+        f"anvil running on http://127.0.0.1:{port} (pid {info.pid}, chain id 31337); "
+        "stop it with `python -m fl_client node --stop`\n"
+    )
+    assert stop_out == f"stopped the anvil node (pid {info.pid})\n"
+    assert again_out == "no anvil node was running\n"
+    assert not _alive(info.pid)
+    assert port_is_free(port)
+    assert (state_dir / "node-anvil.log").exists()  # its output, beside its record
+
+
+def test_node_background_on_a_busy_port_is_one_line(
+    state_dir: Path, busy_port: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["node", "--background", "--port", str(busy_port)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"error: port {busy_port} on 127.0.0.1 is already in use: is a node already running? "
+        "(stop it, or pass --port)\n"
+    )
+    assert captured.out == ""
+    assert read_node_record("anvil") is None
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -1,24 +1,36 @@
-"""End-to-end federated runs on the embedded chain against the plain PyTorch run."""
+"""The main job: federated runs on the embedded chain against the plain PyTorch run, and their
+report (``fl_client.report``: the table, ``rounds.csv``, ``result.json``, the plots).
+
+The default main job (5 clients x 5 rounds) and its acceptance bar run through the command line,
+as a user runs it: ``tests/test_cli.py``.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import csv
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 
 from fl_client.chain import connect
 from fl_client.config import load_config
 from fl_client.errors import AccuracyMismatchError
-from fl_client.simulation import SimulationResult, format_table, run_simulation, table_rows
+from fl_client.report import format_table, table_rows, tier_columns, write_outputs
+from fl_client.simulation import RoundReport, SimulationResult, run_simulation, tier_label
 
-pytestmark = pytest.mark.slow
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
 def three_by_two() -> SimulationResult:
-    fl = load_config().fl.with_overrides(clients=3, rounds=2)
+    """3 clients x 2 rounds of digits, one of them handing its updates to the in-process relay."""
+    fl = load_config().fl.with_overrides(clients=3, rounds=2, relayed_clients=1)
     return run_simulation(fl, chain=connect("embedded"), check_accuracy=False)
 
 
+@pytest.mark.slow
 def test_accuracy_rises_and_the_chain_matches_plain_federated_learning(
     three_by_two: SimulationResult,
 ) -> None:
@@ -28,35 +40,133 @@ def test_accuracy_rises_and_the_chain_matches_plain_federated_learning(
     assert all(abs(r.gap_pp) <= 1.0 for r in rounds)
 
 
+@pytest.mark.slow
 def test_the_on_chain_model_is_exactly_the_integer_average_of_the_submissions(
     three_by_two: SimulationResult,
 ) -> None:
     assert all(r.exact_average for r in three_by_two.rounds)
-    assert [r.submissions for r in three_by_two.rounds] == [3, 3]
+    assert [(r.submissions, r.relayed) for r in three_by_two.rounds] == [(3, 1), (3, 1)]
     assert len({r.model_hash for r in three_by_two.rounds}) == 2
+    assert three_by_two.num_weights == 650
+    assert three_by_two.settings["relayed_clients"] == 1
 
 
+@pytest.mark.slow
 def test_rewards_are_accounted_per_tier_and_per_client(three_by_two: SimulationResult) -> None:
     paid = sum(sum(r.rewards_by_tier.values()) for r in three_by_two.rounds)
     assert paid == sum(three_by_two.rewards_by_client.values())
     assert all(sum(r.submissions_by_tier.values()) == r.submissions for r in three_by_two.rounds)
+    labels = {label for r in three_by_two.rounds for label in r.submissions_by_tier}
+    assert labels <= {"T1", "T2", "T3", "none"}
+
+
+@pytest.mark.slow
+def test_the_outputs_hold_the_table_the_json_and_two_plots(
+    three_by_two: SimulationResult, tmp_path: Path
+) -> None:
+    # Execute
+    paths = write_outputs(three_by_two, tmp_path)
+    # Assert
+    assert [p.name for p in paths] == ["result.json", "rounds.csv", "accuracy.png", "rewards.png"]
     header, rows = table_rows(three_by_two)
-    assert header[:4] == ["round", "acc chain %", "acc plain %", "gap pp"]
-    assert len(rows) == 2
-    assert "acc chain %" in format_table(header, rows)
+    with (tmp_path / "rounds.csv").open(newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [header, *rows]
+    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+    assert [r["round_number"] for r in result["rounds"]] == [1, 2]
+    assert result["final_gap_pp"] == pytest.approx(three_by_two.final_gap_pp)
+    assert result["contract_address"] == three_by_two.contract_address
+    for name in ("accuracy.png", "rewards.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
 
 
+@pytest.mark.slow
 def test_a_gap_beyond_the_tolerance_fails_loudly() -> None:
-    fl = load_config().fl.with_overrides(clients=2, rounds=1)
+    fl = load_config().fl.with_overrides(clients=2, rounds=1, epochs=1)
     # A negative tolerance cannot be met: the check itself must fire.
     with pytest.raises(AccuracyMismatchError, match="differs from plain federated learning"):
         run_simulation(fl, chain=connect("embedded"), tolerance_pp=-1.0)
 
 
-def test_the_default_main_job_reaches_the_acceptance_bar() -> None:
-    """5 clients x 5 rounds of digits: >= 90% and within 1 pp of plain federated learning."""
-    result = run_simulation(load_config().fl, chain=connect("embedded"))
-    final = result.rounds[-1]
-    assert final.accuracy_chain >= 0.90
-    assert abs(final.gap_pp) <= 1.0
-    assert np.all([r.exact_average for r in result.rounds])
+# ---------------------------------------------------------------- the table, on made-up results
+
+
+def report(
+    round_number: int, tiers: dict[str, tuple[int, int]], epsilon: float | None = None
+) -> RoundReport:
+    """A round's report whose submissions fell in ``tiers`` (label -> (count, wei each))."""
+    return RoundReport(
+        round_number=round_number,
+        accuracy_chain=0.9,
+        accuracy_plain=0.9,
+        loss_chain=0.3,
+        submissions=sum(count for count, _ in tiers.values()),
+        relayed=0,
+        gas_used=1_000_000,
+        rewards_by_tier={label: count * wei for label, (count, wei) in tiers.items()},
+        submissions_by_tier={label: count for label, (count, _) in tiers.items()},
+        clipped=0,
+        distances=(10, 20),
+        model_hash="0x" + "00" * 32,
+        exact_average=True,
+        seconds=1.0,
+        epsilon=epsilon,
+    )
+
+
+def result_of(*rounds: RoundReport, tiers: int = 3) -> SimulationResult:
+    return SimulationResult(
+        dataset="digits",
+        clients=2,
+        rounds=rounds,
+        initial_accuracy=0.1,
+        rewards_by_client={},
+        contract_address="0x" + "11" * 20,
+        deploy_gas=1,
+        num_weights=650,
+        num_segments=1,
+        tiers=tiers,
+    )
+
+
+def test_tiers_are_labelled_as_the_config_lists_them() -> None:
+    assert tier_label(0) == "T1"  # the contract's tier 0: the first and largest reward
+    assert tier_label(2) == "T3"
+    assert tier_label(255) == "none"
+    assert tier_columns(result_of(report(1, {}), tiers=3)) == ["T1", "T2", "T3", "none"]
+
+
+def test_the_table_has_every_tier_column_whether_or_not_a_tier_occurs() -> None:
+    # Prepare: one run where nobody was paid, one where only T2 occurred
+    unpaid = result_of(report(1, {"none": (2, 0)}))
+    paid = result_of(report(1, {"T2": (2, 5 * 10**14)}))
+    # Execute
+    unpaid_header, unpaid_rows = table_rows(unpaid)
+    paid_header, paid_rows = table_rows(paid)
+    # Assert
+    assert unpaid_header == paid_header
+    assert unpaid_header[-4:] == ["T1 (n x wei)", "T2 (n x wei)", "T3 (n x wei)", "none (n x wei)"]
+    assert unpaid_rows[0][-4:] == ["-", "-", "-", "2 x 0"]
+    assert paid_rows[0][-4:] == ["-", "2 x 5e+14", "-", "-"]
+
+
+def test_the_epsilon_column_appears_with_differential_privacy_and_the_csv_follows(
+    tmp_path: Path,
+) -> None:
+    private = result_of(report(1, {"T1": (2, 10**15)}, epsilon=3.5))
+    header, rows = table_rows(private)
+    assert header[8] == "epsilon"
+    assert rows[0][8] == "3.50"
+    write_outputs(private, tmp_path)
+    with (tmp_path / "rounds.csv").open(newline="", encoding="utf-8") as handle:
+        assert list(csv.reader(handle)) == [header, *rows]
+
+
+def test_format_table_aligns_columns_to_the_right() -> None:
+    text = format_table(["a", "long name"], [["1", "2"], ["333", "4"]])
+    assert text.splitlines() == [
+        "  a  long name",
+        "---  ---------",
+        "  1          2",
+        "333          4",
+    ]
+    assert replace(report(1, {}), accuracy_plain=0.8).gap_pp == pytest.approx(10.0)
