@@ -93,5 +93,9 @@ class ClientStateError(FLError):
     """A client cannot act in the chain's current state (for example, it already submitted)."""
 
 
+class PrivacyLedgerMismatchError(ChainError):
+    """The contract's privacy ledger disagrees with the accountant's figure for an account."""
+
+
 class AccuracyMismatchError(FLError):
     """The chain-based run and the plain federated run disagree beyond the tolerance."""

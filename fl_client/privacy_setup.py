@@ -41,10 +41,15 @@ class PrivacySetup:
 
 
 def privacy_setup(
-    fl: FLConfig, *, data_sizes: list[int] | None = None, config: TrainConfig
+    fl: FLConfig,
+    *,
+    data_sizes: list[int] | None = None,
+    config: TrainConfig,
+    with_ledger: bool = True,
 ) -> PrivacySetup:
     """The setup of ``fl.privacy``; ``data_sizes`` (every client's examples) are needed for the
-    ledger of sample-level DP (the smallest client spends the most)."""
+    ledger of sample-level DP (the smallest client spends the most). ``with_ledger=False``: no
+    ledger (a client's process trains and accounts; the deployment holds the ledger)."""
     privacy = fl.privacy
     if not privacy.dp:
         return PrivacySetup(None, None, None)
@@ -56,13 +61,13 @@ def privacy_setup(
                 delta=privacy.delta,
                 epsilon_budget=privacy.epsilon_budget,
             )
-            if privacy.epsilon_budget > 0
+            if privacy.epsilon_budget > 0 and with_ledger
             else None
         )
         return PrivacySetup(update, None, ledger)
     sample = DPSGDConfig(privacy.clip_norm, privacy.noise_multiplier, privacy.delta)
     ledger = None
-    if privacy.epsilon_budget > 0:
+    if privacy.epsilon_budget > 0 and with_ledger:
         if not data_sizes:
             raise ValueError("the ledger of sample-level DP needs every client's data size")
         ledger = ledger_curve(data_sizes, config, sample, epsilon_budget=privacy.epsilon_budget)

@@ -25,11 +25,12 @@ from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_wor
 from fl_client.client_secret import simulation_secret
 from fl_client.codec import dequantize, encode, unpack, vector_hash
 from fl_client.config import FLConfig, ProjectConfig, load_config
-from fl_client.errors import AccuracyMismatchError, ConfigError
+from fl_client.errors import AccuracyMismatchError, ConfigError, PrivacyLedgerMismatchError
 from fl_client.federated import run_task_federated
 from fl_client.federation import Federation, Member
 from fl_client.model import get_flat_parameters, set_flat_parameters
 from fl_client.participant import RoundOutcome
+from fl_client.privacy import LedgerCurve
 from fl_client.privacy_setup import PrivacySetup, client_trainer, privacy_setup
 from fl_client.tasks import DataSpec, LoadedTask, load_task
 from fl_client.trainer import LocalTrainer
@@ -192,14 +193,14 @@ def run_simulation(
     initial_accuracy = task.evaluate(initial_model, test_data).accuracy
 
     secrets = [simulation_secret(fl.seed, i) for i in range(fl.clients)]
-    setup = privacy_setup(fl, config=config)
+    setup = privacy_setup(fl, config=config, with_ledger=False)  # the ledger needs data sizes
     trainers = [
         client_trainer(
             setup, task, client=i, spec=spec, config=config, seed=fl.seed, secret=secrets[i]
         )
         for i in range(fl.clients)
     ]
-    if setup.sample is not None and fl.privacy.epsilon_budget > 0:
+    if fl.privacy.dp and fl.privacy.epsilon_budget > 0:
         setup = privacy_setup(fl, config=config, data_sizes=[t.num_samples for t in trainers])
     params = DeployParams.from_config(
         fl,
@@ -261,6 +262,8 @@ def run_simulation(
         for outcome in outcomes:
             participations[outcome.client_id] += 1
             rewards_by_client[outcome.account] += outcome.reward_wei
+        if setup.ledger is not None:
+            _check_ledger(contract, setup.ledger, outcomes, participations)
         words = read_model_words(contract)
         quantized = unpack(words, num_weights)
         set_flat_parameters(eval_model, dequantize(quantized, fl.fixed_point))
@@ -328,6 +331,34 @@ def run_simulation(
             f"(tolerance {tolerance_pp} pp)"
         )
     return result
+
+
+def _check_ledger(
+    contract: Any,
+    ledger: LedgerCurve,
+    outcomes: Sequence[RoundOutcome],
+    participations: Sequence[int],
+) -> None:
+    """Hold the contract's privacy ledger to the accountant's curve: every client of the round
+    has spent exactly the participations it made, and ``epsilonSpent`` is the curve's epsilon
+    after them (both in 1e-6 units, computed the same way).
+
+    Raises
+    ------
+    PrivacyLedgerMismatchError
+        The chain's figure differs from the curve's.
+    """
+    for outcome in outcomes:
+        count = participations[outcome.client_id]
+        chain_count = int(contract.functions.participations(outcome.account).call())
+        spent = int(contract.functions.epsilonSpent(outcome.account).call())
+        expected = ledger.micro_after(count)
+        if (chain_count, spent) != (count, expected):
+            raise PrivacyLedgerMismatchError(
+                f"{outcome.account}: the contract counts {chain_count} participation(s) and "
+                f"epsilon {spent / 1e6:.6f}; the accountant's curve gives {expected / 1e6:.6f} "
+                f"after {count}"
+            )
 
 
 def _largest_epsilon(

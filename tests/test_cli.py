@@ -362,6 +362,33 @@ def test_query_prints_the_deadline_as_a_utc_time_and_how_far_it_is(
 
 
 @pytest.mark.anvil
+def test_query_prints_each_clients_epsilon_against_the_on_chain_budget(
+    node: NodeRecord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: update-level DP with a budget of 10 (the contract holds the ledger)
+    deploy_with_cli(
+        capsys,
+        "--clients",
+        "2",
+        "--rounds",
+        "1",
+        "--dp",
+        "--dp-level",
+        "update",
+        "--noise-multiplier",
+        "2",
+        "--epsilon-budget",
+        "10",
+    )
+    # Execute
+    assert main(["query", "--network", "anvil", "--no-eval", "--account", "0"]) == 0
+    out = capsys.readouterr().out
+    # Assert: the budget, and client 0's spend before it took part
+    assert "privacy ledger: epsilon budget 10 per client" in out
+    assert re.search(r"credit 0 wei, epsilon spent 0\.000 of 10 \(0 participations\)", out), out
+
+
+@pytest.mark.anvil
 @pytest.mark.parametrize("key", ["0x1234", "notakey"])
 def test_a_malformed_private_key_is_one_line_naming_the_variable(
     node: NodeRecord,

@@ -11,14 +11,24 @@ import csv
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from eth_utils.address import to_checksum_address
 
 from fl_client.chain import connect
+from fl_client.compile import get_contract
 from fl_client.config import load_config
-from fl_client.errors import AccuracyMismatchError
+from fl_client.errors import AccuracyMismatchError, PrivacyLedgerMismatchError
+from fl_client.privacy import LedgerCurve
 from fl_client.report import format_table, table_rows, tier_columns, write_outputs
-from fl_client.simulation import RoundReport, SimulationResult, run_simulation, tier_label
+from fl_client.simulation import (
+    RoundReport,
+    SimulationResult,
+    _check_ledger,
+    run_simulation,
+    tier_label,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -170,3 +180,59 @@ def test_format_table_aligns_columns_to_the_right() -> None:
         "333          4",
     ]
     assert replace(report(1, {}), accuracy_plain=0.8).gap_pp == pytest.approx(10.0)
+
+
+# ---------------------------------------------------------------- the on-chain privacy ledger
+
+
+@pytest.mark.slow
+def test_a_dp_sgd_run_with_a_budget_holds_the_chains_ledger_to_the_accountant() -> None:
+    # Prepare: DP-SGD with a budget of a few participations; the run checks the ledger each round
+    fl = load_config().fl.with_overrides(clients=2, rounds=2, epochs=1)
+    fl = replace(
+        fl,
+        privacy=replace(
+            fl.privacy, dp=True, level="sample", noise_multiplier=1.0, epsilon_budget=50.0
+        ),
+    )
+    chain = connect("embedded")
+    # Execute
+    result = run_simulation(fl, chain=chain, check_accuracy=False)
+    # Assert: both rounds ran with both clients, each charged twice on-chain
+    assert [r.submissions for r in result.rounds] == [2, 2]
+    assert result.rounds[-1].epsilon is not None
+    assert 0 < result.rounds[-1].epsilon <= 50.0
+    contract = chain.w3.eth.contract(
+        address=to_checksum_address(result.contract_address), abi=get_contract("FLCoordinator").abi
+    )
+    for account in result.rewards_by_client:
+        assert contract.functions.participations(account).call() == 2
+        assert 0 < contract.functions.epsilonSpent(account).call() <= 50 * 10**6
+
+
+def test_a_ledger_that_disagrees_with_the_accountant_is_a_typed_error() -> None:
+    # Prepare: a contract stand-in that reports one participation more than the client made
+    curve = LedgerCurve.of(noise_multiplier=2.0, delta=1e-5, epsilon_budget=10.0)
+
+    class Calls:
+        def __init__(self, value: int) -> None:
+            self.value = value
+
+        def call(self) -> int:
+            return self.value
+
+    class Functions:
+        def participations(self, _account: str) -> Calls:
+            return Calls(2)
+
+        def epsilonSpent(self, _account: str) -> Calls:  # noqa: N802 - the contract's name
+            return Calls(curve.micro_after(2))
+
+    class Contract:
+        functions = Functions()
+
+    outcome = SimpleNamespace(client_id=0, account="0x" + "11" * 20)
+    # Execute / Assert: the accountant counted one participation
+    with pytest.raises(PrivacyLedgerMismatchError, match="counts 2 participation"):
+        _check_ledger(Contract(), curve, [outcome], [1])  # type: ignore[list-item]
+    _check_ledger(Contract(), curve, [outcome], [2])  # type: ignore[list-item]

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     # A random secret kept beside the node records: salts, masks and DP noise come from it, and a
     # restarted process reads the same one back.
     secret = load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key")
-    setup = privacy_setup(fl, config=train_config(fl))
+    setup = privacy_setup(fl, config=train_config(fl), with_ledger=False)
     trainer = client_trainer(
         setup,
         task,

@@ -100,6 +100,16 @@ def run(args: argparse.Namespace) -> int:
         accounts = sorted(found)
     else:
         accounts = []
+    _, _, budget = functions.privacyLedger().call()
+    if budget:
+        print(f"privacy ledger: epsilon budget {budget / 1e6:g} per client")
     for account in accounts:
-        print(f"  {account}: credit {functions.credit(account).call()} wei")
+        line = f"  {account}: credit {functions.credit(account).call()} wei"
+        if budget:
+            spent = int(functions.epsilonSpent(account).call())
+            line += (
+                f", epsilon spent {spent / 1e6:.3f} of {budget / 1e6:g} "
+                f"({functions.participations(account).call()} participations)"
+            )
+        print(line)
     return 0
