@@ -387,6 +387,10 @@ def test_a_stale_gas_estimate_is_estimated_again(
     # Assert: the first transaction ran out of gas, the second one went through
     assert receipt["status"] == 1
     assert "ran out of gas or failed" in caplog.text
+    # both transactions were mined and paid for: both count
+    assert len(anvil.gas_used) >= 2
+    assert anvil.gas_used[-1] == int(receipt["gasUsed"])
+    assert anvil.gas_used[-2] < anvil.gas_used[-1]  # the first ran out of a quarter estimate
     assert read_progress(contract, late).round_number == 1
 
 

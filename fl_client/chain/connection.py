@@ -52,6 +52,7 @@ class Chain:
     network: NetworkConfig
     accounts: list[str]
     tester: EthereumTester | None = None
+    # Gas of every mined transaction this process sent, failed ones included (they are paid).
     gas_used: list[int] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     units: list[str] = field(default_factory=list)  # the coordinator units deployed on this chain

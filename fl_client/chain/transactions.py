@@ -101,6 +101,8 @@ def send(
             wait_timeout=wait_timeout,
             attempts=attempts,
         )
+        if receipt["status"] != 1:
+            chain.gas_used.append(int(receipt["gasUsed"]))  # mined and paid for, though it failed
         if receipt["status"] == 1 or estimate == estimates:
             break
         # Out of gas at the top, or inside a unit's delegatecall (which then reverts with the
