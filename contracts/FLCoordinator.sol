@@ -50,7 +50,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     uint256 private constant MASKED_WORD_GAS = 400; // a survivor's masked word: hash and lane sum
     uint256 private constant MASKED_PAIR_GAS = 20_000; // a (dropped, survivor) pair: its seed
     uint256 private constant MASK_WORD_GAS = 500; // a mask word: keccak and lane subtraction
-    uint256 private constant MASKED_AVERAGE_WORD_GAS = 16_000; // sixteen lanes averaged and clamped
+    uint256 private constant MASKED_AVERAGE_WORD_GAS = 24_000; // sixteen lanes averaged and clamped
     uint256 private constant MEASURE_WORD_GAS = 400; // RewardReference.Aggregate: an update word measured again
     uint256 private constant SQUARED_L2_WORD_GAS = 3_000; // per update word and measurement, lane by lane
     uint256 private constant STEP_WORD_GAS = 6_000; // maxStep or maxDrift: a model word clamped

@@ -38,6 +38,7 @@ from fl_client.limits import (
     accumulator_bits,
     close_cost,
     fits,
+    masked_close_cost,
     plan_words_per_segment,
 )
 from fl_client.model import build_model, get_flat_parameters
@@ -48,8 +49,10 @@ from tests.pipeline_helpers import (
     constructor_outcome,
     model_values,
     module_deployments,
+    random_vector,
     reverts,
 )
+from tests.secagg_helpers import RECOVERY_SECONDS, SETUP_SECONDS, Cohort, finish_phase
 
 TX_GAS_CAP = 16_777_216  # EIP-7825
 SUBMIT_HEAD_BYTES = 4 + 5 * 32  # selector, round, sample count, first segment, offset, length
@@ -524,4 +527,71 @@ def test_a_101770_weight_model_runs_full_rounds_within_every_limit(
         f"101,770 weights ({words_for(flat.size):,} words, {per_segment} per segment): "
         f"{len(transactions)} transactions, the heaviest {heaviest[0]:,} gas, "
         f"the largest {largest[1]:,} bytes of calldata"
+    )
+
+
+# ---------------------------------------------------------------- the masked close's gas bound
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("members", "max_dropouts", "dropped"),
+    [(5, 2, (1, 4))],
+    ids=["5-members-2-dropped"],
+)
+def test_the_heaviest_masked_close_stays_under_the_constructors_bound(
+    isolated: Chain,
+    owner: str,
+    clients: list[str],
+    relayer: str,
+    members: int,
+    max_dropouts: int,
+    dropped: tuple[int, ...],
+) -> None:
+    # Prepare: MNIST's 7,850 weights in the segments the planner picks for a masked deployment
+    # under mainnet's cap, and a round with the most dropouts the deployment recovers from
+    fl = load_config().fl
+    fl = replace(
+        fl,
+        contract=replace(
+            fl.contract,
+            mode="secure_aggregation",
+            max_dropouts=max_dropouts,
+            min_submissions=members - max_dropouts,
+            setup_duration=SETUP_SECONDS,
+            recovery_duration=RECOVERY_SECONDS,
+        ),
+    )
+    params = DeployParams.from_config(fl, num_weights=7_850, clients=members)
+    contract = deploy(isolated, params, pool_wei=10**18, deployer=owner)
+    accounts = clients[:members]
+    rng = np.random.default_rng(members)
+    vectors = {i: random_vector(rng, size=7_850) for i in range(members)}
+    cohort = Cohort.of(isolated, contract, accounts)
+    cohort.set_updates(vectors, round_number=1)
+    cohort.act()  # keys
+    cohort.act()  # shares
+    survivors = [i for i in range(members) if i not in dropped]
+    cohort.act(survivors)  # masked updates
+    finish_phase(isolated, contract, relayer)  # Recover
+    cohort.act(survivors)  # the dropped members' shares
+    # Execute
+    receipts = cohort.close(relayer)
+    # Assert: every close within the bound the constructor checked, the bound within the cap
+    lane_bits = int(contract.functions.laneBits().call())
+    per_segment = int(contract.functions.wordsPerSegment().call())
+    bound = masked_close_cost(
+        words_per_segment=per_segment,
+        target=members,
+        lane_bits=lane_bits,
+        max_dropouts=max_dropouts,
+    ).gas
+    closes = [r for r in receipts if events(contract, "SegmentClosed", r)]
+    assert len(closes) == int(contract.functions.numSegments().call())
+    heaviest = max(int(r["gasUsed"]) for r in closes)
+    assert heaviest <= bound <= TX_GAS_CAP, f"the close used {heaviest:,} gas, bound {bound:,}"
+    assert model_values(contract) == integer_average([vectors[i] for i in survivors]).tolist()
+    print(
+        f"{members} members, {len(dropped)} dropped: masked close of {per_segment} words "
+        f"({lane_bits}-bit lanes) used {heaviest:,} gas, bound {bound:,}"
     )
