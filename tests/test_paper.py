@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from bench.paper import (
     paper_chain_cost,
     rounds_to_target,
     server_cost,
+    side_by_side,
     train_config,
 )
 from fl_client.config import load_config
@@ -102,6 +104,95 @@ def test_a_longer_run_begins_with_the_shorter_one() -> None:
     assert long.rounds[0] == short.rounds[0]
 
 
+def synthetic_report() -> dict[str, Any]:
+    """The parts of a report that the side-by-side table reads."""
+    model = ServerCostModel()
+    prices = Prices()
+    return {
+        "accuracy": {
+            "cells": [
+                {"users": 5, "rounds": 10, "partition": "iid", "gap_pp": -0.1, "within_bar": True},
+                {"users": 5, "rounds": 30, "partition": "iid", "gap_pp": 0.6, "within_bar": False},
+            ]
+        },
+        "time": {
+            "block_time": 12,
+            "plain": [{"users": 5, "seconds_per_round": [2.0, 4.0]}],
+            "instant": [{"users": 5, "seconds_per_round": [4.0, 5.0]}],
+            "blocks": [{"users": 5, "seconds_per_round": [20.0, 22.0], "blocks_per_round": [2, 2]}],
+        },
+        "cost": {
+            "prices": {"gas_price_gwei": 20.0, "eth_price": 5_000_000.0, "currency": "KRW"},
+            "server_model": {
+                "server_cost": model.server_cost,
+                "server_users": model.server_users,
+                "submit_fee": model.submit_fee,
+                "compute_fee": model.compute_fee,
+            },
+            "transactions": [
+                {
+                    "users": 5,
+                    "segments": 1,
+                    "submission_gas": 600_000,
+                    "closes_gas_per_round": 5_000_000,
+                    "submission_cost": gas_to_currency(600_000, prices),
+                    "closes_cost": gas_to_currency(5_000_000, prices),
+                }
+            ],
+            "models": [
+                {
+                    "users": 5,
+                    "partition": "iid",
+                    "rounds_run": 2,
+                    "targets": [
+                        model_cost(
+                            users=5,
+                            deploy_gas=20_000_000,
+                            round_gas=[8_000_000, 8_000_000],
+                            accuracies=[0.86, 0.91],
+                            target=target,
+                            prices=prices,
+                            server=model,
+                        )
+                        for target in (0.85, 0.95)
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def test_the_side_by_side_table_sets_the_papers_figures_beside_the_measured_ones() -> None:
+    rows = {row["figure"]: row for row in side_by_side(synthetic_report())}
+    accuracy = rows["accuracy, chain-based vs ordinary FL (Fig. 6)"]
+    assert "negligible" in accuracy["paper"]
+    assert "0.60 pp over 2 cells" in accuracy["ours"]  # the largest gap, whatever its sign
+    assert "1/2 within 0.5 pp" in accuracy["ours"]
+    added = rows["time added per round by the chain (Figs. 7-8)"]
+    assert added["paper"].startswith("15-18 s")
+    assert added["ours"] == "5 users: +18.0 s with 12 s blocks (2 blocks a round)"  # 21 - 3
+    assert rows["time added per round, instant mining (no block wait)"]["ours"] == (
+        "5 users: +1.5 s"
+    )
+    submit = rows["cost of one submit transaction (Fig. 9)"]
+    assert submit["paper"] == "10 KRW"
+    assert submit["ours"] == "5 users: 600,000 gas = 60,000 KRW"  # 0.012 ETH at 20 gwei
+    assert (
+        "5,000,000 gas in 1 close(s) = 500,000 KRW"
+        in rows["cost of a round's contract computation"]["ours"]
+    )
+    assert "2,000 rounds to 85%" in rows["rounds to the target accuracy"]["paper"]
+    assert rows["rounds to the target accuracy"]["ours"] == (
+        "5 users iid: 85% in 1, 95% not reached in 2"
+    )
+    # One model to 85%: 20M + 8M gas = 0.56 ETH = 2,800,000 KRW; the server is cheaper from 2.
+    assert rows["cost of one trained model on the chain"]["ours"] == (
+        "5 users iid to 85%: 2,800,000 KRW (measured gas)"
+    )
+    assert rows["the server is cheaper from"]["paper"] == "3 models"
+    assert rows["the server is cheaper from"]["ours"] == "5 users iid to 85%: 2 model(s)"
+
+
 @pytest.mark.slow
 @pytest.mark.anvil
 def test_the_reduced_reproduction_meets_the_accuracy_bar(
@@ -138,5 +229,7 @@ def test_the_reduced_reproduction_meets_the_accuracy_bar(
 
     table = (out / "paper.md").read_text(encoding="utf-8")
     assert "met in 1/1 cells" in table
+    assert "### The paper's figures beside ours" in table
+    assert "| cost of one submit transaction (Fig. 9) | 10 KRW |" in table
     for name in ("paper.accuracy.png", "paper.time.png", "paper.cost.png"):
         assert (out / name).stat().st_size > 0
