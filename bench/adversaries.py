@@ -1,15 +1,14 @@
-"""Adversaries benchmark: the poisoning defences on digits, the attackers of the reward rule,
-honest clients under the direction guard over a long run, and the gas price of commit-reveal.
+"""Adversaries benchmark: the poisoning defences on digits, honest clients under the direction
+guard over a long run, and the gas price of commit-reveal.
 
-Run: ``.venv/bin/python -m bench.adversaries`` (10 to 16 minutes on a loaded 2-core machine;
-``--quick``: 3 poisoning and reward rounds and 6 long rounds; ``--skip-rewards`` leaves out the
-reward-rule strategies (``--strategies`` picks some), ``--skip-long`` the long honest runs,
-``--skip-gas`` the 7,850-weight gas part; ``--render-only`` rewrites the table from the JSON).
-Writes ``bench/results/adversaries.json`` and
+Run: ``.venv/bin/python -m bench.adversaries`` (``--quick``: 3 poisoning rounds and 6 long rounds;
+``--skip-long`` leaves out the long honest runs, ``--skip-gas`` the 7,850-weight gas part;
+``--render-only`` rewrites the table from the JSON). Writes ``bench/results/adversaries.json`` and
 ``bench/results/adversaries.md`` (the tables the README quotes); exits 1 when an attack moves the
 final accuracy of the fully defended run more than the bar from the clean run, or the guard leaves
-an honest client out in the long runs. The reward-rule bar is recorded, not enforced by the exit
-status (``bench.incentives`` is the incentive issue's benchmark, on MNIST 5k).
+an honest client out in the long runs. The attackers of the reward rule (free riders, stale
+models, noise, sample-count inflaters, Sybils, copycats under the ``current`` and ``aggregate``
+reward references) are ``bench.incentives``'s, the incentive issue's benchmark.
 
 Chain: one anvil with instant mining (``bench.common.anvil_node``) for the whole run, a fresh
 ``FLCoordinator`` per run (the units are deployed once), the clients, paths and closer of
@@ -35,9 +34,9 @@ attack runs under five sets of defences (:meth:`Calibration.defences`):
   influence bounds of the incentive issue, alone;
 - ``all``: the bound, the guard and the step bounds.
 
-``maxShareBps`` (a cap on one update's share of a round's weight) caps sample-weighted shares
-only; under the plain mean every counted update already weighs the same, so it cannot change
-these runs (the reward-rule part below runs sample-weighted). Every threshold is set from the
+Every run uses the plain mean, the ``current`` reward reference, plain mode, no free-rider guard
+and no share cap (:data:`FIXED_SETTINGS`): ``maxShareBps`` caps sample-weighted shares only, and
+under the plain mean every counted update already weighs the same. Every threshold is set from the
 clean run (no attacker, no defence), never from an attack: the bound is the smallest multiple of
 the tier step (32 quanta per weight, the first per-weight threshold of ``brownie-config.yaml``) at
 or above 1.5 x the largest honest per-weight L1 distance; ``maxStep`` is 1.5 x the largest
@@ -46,22 +45,6 @@ initial model, ``driftWindow`` the number of rounds (the checkpoint is the initi
 whole run). The clean run is repeated with each set of defences, to show what they cost honest
 clients. The bar: with the defences, the final accuracy stays within 2 percentage points of the
 clean run.
-
-The reward rule: the same 10 clients and rounds, sample-weighted FedAvg (``maxSampleCount``
-65,535) and the configured tiers; one strategy replaces the last client (the Sybils the last
-three): a free rider at exactly the guard distance (:class:`FreeRider`), a stale-model
-resubmitter, a noise submitter of honest size, a sample-count inflater (trains, declares 65,535),
-three Sybils pushing one direction, a copycat in plain mode (its victim's words of the same round,
-as a node's pool shows them) and one in commit-reveal mode (it can copy only the previous round's
-reveals). Each runs under four settings: the reward reference ``current`` (the seed paper's rule)
-and ``aggregate``, each with the free-rider guard alone and with every defence (the bound, the
-direction guard, an equal-share cap, the step bounds), beside a clean run of the same settings.
-The guard is 0.9 x the smallest honest distance of a pilot run (ten honest clients, nothing on);
-the other thresholds follow the poisoning rules on the pilot. Recorded: each strategy's reward
-relative to the honest clients' mean (in total and per round), whether it was counted, the final
-accuracy against the clean run, and the bar of the incentive issue (a strategy that does not
-train earns strictly less than honest training in total and in every round after the first; the
-inflater not more; the accuracy within 1 pp).
 
 Honest clients over a long run: the guard must not turn on honest clients once training slows
 down and steps get noisy, nor when their data differ. 10 honest clients train for 20 rounds
@@ -75,8 +58,7 @@ fixed-point range, seeded), two rounds in plain mode (direct ``submit``) and in 
 medians of each client's own gas, and the closes. Anvil runs the same EVM rules as the embedded
 chain (Prague), so the figures are those of ``bench.gas``.
 
-Wall times depend on the machine and its load (the committed figures were taken on a loaded
-2-core machine and will be re-measured on a quiet one); accuracies, distances and gas do not.
+Wall times depend on the machine and its load; accuracies, distances and gas do not.
 """
 
 from __future__ import annotations
@@ -88,12 +70,11 @@ import math
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from web3.contract import Contract
 
 from bench.common import (
@@ -108,7 +89,7 @@ from bench.common import (
 from fl_client.aggregation import directional_l1, step_signs
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
 from fl_client.client_secret import simulation_secret
-from fl_client.codec import dequantize, encode, quantize, unpack
+from fl_client.codec import dequantize, encode, unpack
 from fl_client.config import ALIGNMENT_OFF, FixedPointFormat, FLConfig, load_config
 from fl_client.errors import ChainError
 from fl_client.federation import Federation, Member
@@ -128,25 +109,6 @@ STEP_MARGIN = 1.5
 GAS_WEIGHTS = 7_850
 GAS_SAMPLES = 100
 POOL_WEI = 10**18
-# The reward rule.
-STRATEGIES = (
-    "free_rider",
-    "stale",
-    "noise",
-    "inflater",
-    "sybils",
-    "copycat",
-    "copycat_commit_reveal",
-)
-TRAINING = frozenset({"inflater"})  # trains: the bar asks only that it is not paid more
-# The bar of the recommended settings covers every strategy but the same-round copycat of plain
-# mode: its words are its victim's, so no rule on the words can pay it less (commit-reveal can).
-BARRED = frozenset(STRATEGIES) - {"copycat"}
-RECOMMENDED = "aggregate + defences"
-MAX_SAMPLES = 65_535  # maxSampleCount: the most a client may declare, what the inflater declares
-SYBILS = 3
-GUARD_FRACTION = 0.9
-REWARD_BAR_PP = 1.0
 
 Log = Callable[[str], None]
 
@@ -208,6 +170,17 @@ class RandomUpdate:
 # ---------------------------------------------------------------- settings
 
 
+# What every poisoning run shares, whatever its defences: the plain mean, the seed paper's reward
+# reference, updates in the clear, no free-rider guard, no share cap.
+FIXED_SETTINGS: dict[str, int | str] = {
+    "aggregation": "mean",
+    "rewardReference": "current",
+    "mode": "plain",
+    "minRewardDistance": 0,
+    "maxShareBps": 0,
+}
+
+
 @dataclass(frozen=True)
 class Defences:
     """The contract settings of one column (distances over the whole model, in quanta)."""
@@ -218,11 +191,6 @@ class Defences:
     max_step: int = 0
     max_drift: int = 0
     drift_window: int = 0
-    min_reward_distance: int = 0
-    max_share_bps: int = 0
-    reward_reference: str = "current"
-    aggregation: str = "mean"
-    mode: str = "plain"
 
     def describe(self) -> dict[str, int | str]:
         """The settings as the contract takes them."""
@@ -232,11 +200,7 @@ class Defences:
             "maxStep": self.max_step,
             "maxDrift": self.max_drift,
             "driftWindow": self.drift_window,
-            "minRewardDistance": self.min_reward_distance,
-            "maxShareBps": self.max_share_bps,
-            "rewardReference": self.reward_reference,
-            "aggregation": self.aggregation,
-            "mode": self.mode,
+            **FIXED_SETTINGS,
         }
 
 
@@ -343,11 +307,11 @@ def deploy_with(ctx: Context, defences: Defences) -> Contract:
         max_step=defences.max_step,
         max_drift=defences.max_drift,
         drift_window=defences.drift_window,
-        min_reward_distance=defences.min_reward_distance,
-        max_share_bps=defences.max_share_bps,
-        reward_reference=defences.reward_reference,
-        aggregation=defences.aggregation,
-        mode=defences.mode,
+        min_reward_distance=int(FIXED_SETTINGS["minRewardDistance"]),
+        max_share_bps=int(FIXED_SETTINGS["maxShareBps"]),
+        reward_reference=str(FIXED_SETTINGS["rewardReference"]),
+        aggregation=str(FIXED_SETTINGS["aggregation"]),
+        mode=str(FIXED_SETTINGS["mode"]),
     )
     params = DeployParams.from_config(
         replace(ctx.fl, contract=contract),
@@ -380,9 +344,6 @@ def chain_records(contract: Contract, round_number: int, from_block: int) -> dic
     }
 
 
-RoundHook = Callable[[int, Sequence[RoundOutcome]], None]
-
-
 def run_federation(
     ctx: Context,
     defences: Defences,
@@ -390,12 +351,9 @@ def run_federation(
     rounds: int,
     attackers: Sequence[int] = (),
     k: float = 1.0,
-    replaced: dict[int, tuple[str, LocalTrainer]] | None = None,
-    after_round: RoundHook | None = None,
 ) -> dict[str, Any]:
-    """Play ``rounds`` rounds on a fresh coordinator; ``attackers`` submit the ``k``-scaled step,
-    and each client in ``replaced`` is played by its (role, trainer) instead; ``after_round``
-    sees each round's outcomes once it closed."""
+    """Play ``rounds`` rounds on a fresh coordinator; ``attackers`` submit the ``k``-scaled
+    step."""
     watch = Stopwatch()
     chain = ctx.chain
     contract = deploy_with(ctx, defences)
@@ -403,8 +361,6 @@ def run_federation(
         Attacker(t, k) if i in attackers else t for i, t in enumerate(ctx.trainers)
     ]
     roles = ["attacker" if i in attackers else "honest" for i in range(len(trainers))]
-    for client, (role, trainer) in (replaced or {}).items():
-        roles[client], trainers[client] = role, trainer
     federation = Federation(
         chain=chain,
         contract=contract,
@@ -431,11 +387,9 @@ def run_federation(
         before = models[-1]
         after = unpack(read_model_words(contract), ctx.num_weights)
         members = [
-            _member(o, roles[o.client_id], before, after, step, logged["accepted"], guard_on)
+            _member(o, roles[o.client_id], before, step, logged["accepted"], guard_on)
             for o in sorted(outcomes, key=lambda o: o.client_id)
         ]
-        if after_round is not None:
-            after_round(round_number, outcomes)
         records.append(
             {
                 "round": round_number,
@@ -459,15 +413,21 @@ def _member(
     outcome: RoundOutcome,
     role: str,
     before: np.ndarray,
-    after: np.ndarray,
     step: np.ndarray | None,
     accepted: dict[str, Any],
     guard_on: bool,
 ) -> dict[str, Any]:
-    """One client's round: what the chain settled, with the alignment and the L1 distances from
-    the model it trained on and from the round's new model recomputed from its words (the
-    alignment held to the chain's figures when the guard measured them)."""
+    """One client's round: what the chain settled, with the L1 distance from the model it trained
+    on and the alignment recomputed from its words (both held to the chain's figures: the
+    distance always, the reward reference being ``current``; the alignment when the guard
+    measured it)."""
     update = unpack(list(outcome.words), before.size)
+    distance = int(np.abs(update - before).sum())
+    if distance != outcome.distance:
+        raise ChainError(
+            f"client {outcome.client_id}: the chain reports distance {outcome.distance}, "
+            f"the words give {distance}"
+        )
     along, against = (0, 0) if step is None else directional_l1(before, update, step)
     event = accepted.get(outcome.account)
     if event is None:
@@ -482,8 +442,6 @@ def _member(
         "client": outcome.client_id,
         "role": role,
         "sample_count": outcome.sample_count,
-        "distance_current": int(np.abs(update - before).sum()),
-        "distance_new": int(np.abs(update - after).sum()),
         "distance": outcome.distance,
         "counted": outcome.counted,
         "tier": outcome.tier,
@@ -651,559 +609,6 @@ def poisoning(
         "clean_with_defences": clean_defended,
         "attacks": attacks,
         "bar_pp": BAR_PP,
-    }
-
-
-# ---------------------------------------------------------------- the reward rule
-
-
-class CraftedUpdate:
-    """What the crafted (non-training) strategies share: the fixed-point format, the model's size,
-    the sample count they declare (the client's they replace) and the global model of the last
-    round they played (a client reads every global model: it needs it to take part)."""
-
-    def __init__(self, *, fmt: FixedPointFormat, num_weights: int, sample_count: int) -> None:
-        self.fmt = fmt
-        self._num_weights = num_weights
-        self._sample_count = sample_count
-        self.previous: np.ndarray | None = None
-
-    @property
-    def num_samples(self) -> int:
-        """The declared sample count."""
-        return self._sample_count
-
-    @property
-    def num_weights(self) -> int:
-        """Length of the flat parameter vector."""
-        return self._num_weights
-
-    def fit(self, global_weights: np.ndarray, *, round_number: int) -> FitResult:
-        """The crafted update, as float weights that quantize to it exactly."""
-        current = quantize(global_weights, self.fmt).values
-        update = self.craft(current, round_number)
-        self.previous = current
-        return FitResult(dequantize(update, self.fmt), math.nan)
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        """The quantized update sent when ``current`` is the global model."""
-        raise NotImplementedError
-
-
-class FreeRider(CraftedUpdate):
-    """The global model with exactly ``guard`` quanta moved the way the last global step went (one
-    quantum per moved weight, largest moves first, round after round over them while quanta are
-    left): its distance is the free-rider guard's threshold, which the guard's strict ``<``
-    lets through, and every quantum lies along the last step. Round 1 has no step: it moves the
-    first weights up."""
-
-    def __init__(
-        self, *, guard: int, fmt: FixedPointFormat, num_weights: int, sample_count: int
-    ) -> None:
-        super().__init__(fmt=fmt, num_weights=num_weights, sample_count=sample_count)
-        self.guard = guard
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        update = current.copy()
-        if self.previous is None or not np.any(current != self.previous):
-            direction = np.ones_like(current)
-            order = np.arange(current.size)
-        else:
-            moved = current - self.previous
-            direction = np.sign(moved)
-            order = np.argsort(-np.abs(moved), kind="stable")
-            order = order[moved[order] != 0]
-        left = self.guard
-        while left > 0:
-            room = np.abs(update[order] + direction[order]) <= self.fmt.max_abs
-            usable = order[room][:left]
-            if usable.size == 0:
-                break
-            update[usable] += direction[usable]
-            left -= int(usable.size)
-        return update
-
-
-class StaleModel(CraftedUpdate):
-    """Sends the previous round's global model (in round 1 the current one: it has no other)."""
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        return current.copy() if self.previous is None else self.previous.copy()
-
-
-def exact_l1(direction: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """Integers along ``direction`` whose L1 norm is exactly ``size``: the scaled direction
-    rounded, then single quanta added (away from zero) or taken on random entries until the norm
-    matches."""
-    total = float(np.abs(direction).sum())
-    if total == 0 or size <= 0:
-        return np.zeros(direction.size, dtype=np.int64)
-    values = np.rint(direction * (size / total)).astype(np.int64)
-    signs = np.where(direction >= 0, 1, -1).astype(np.int64)
-    gap = size - int(np.abs(values).sum())
-    while gap != 0:
-        picks = rng.choice(direction.size, size=min(abs(gap), direction.size), replace=False)
-        if gap > 0:
-            values[picks] += np.where(values[picks] == 0, signs[picks], np.sign(values[picks]))
-            gap -= int(picks.size)
-        else:
-            picks = picks[values[picks] != 0]
-            values[picks] -= np.sign(values[picks])
-            gap += int(picks.size)
-    return values
-
-
-SizeOracle = Callable[[int], int]  # round -> a typical honest update's L1 distance, in quanta
-
-
-class NoiseSubmitter(CraftedUpdate):
-    """The global model plus Gaussian noise whose L1 norm is ``size(round)``, a typical honest
-    update's distance (clipped to the weights' range)."""
-
-    def __init__(
-        self,
-        *,
-        size: SizeOracle,
-        seed: int,
-        fmt: FixedPointFormat,
-        num_weights: int,
-        sample_count: int,
-    ) -> None:
-        super().__init__(fmt=fmt, num_weights=num_weights, sample_count=sample_count)
-        self.size = size
-        self.seed = seed
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        rng = np.random.default_rng([self.seed, round_number])
-        noise = exact_l1(rng.standard_normal(current.size), self.size(round_number), rng)
-        return np.asarray(np.clip(current + noise, -self.fmt.max_abs, self.fmt.max_abs))
-
-
-def push_direction(num_weights: int, num_classes: int) -> np.ndarray:
-    """The Sybils' direction in a linear layer's layout (``classes x features`` weights row by
-    row, then the biases): +1 on class 0's weights and bias, ``-1 / (classes - 1)`` on the
-    others', so that the model scores class 0 higher on every input."""
-    features = num_weights // num_classes - 1
-    direction = np.full(num_weights, -1.0 / (num_classes - 1))
-    direction[:features] = 1.0
-    direction[num_classes * features] = 1.0
-    return direction
-
-
-class Sybil(CraftedUpdate):
-    """One of colluding accounts that all send the global model plus the same fixed
-    ``direction`` scaled to ``size(round)``, a typical honest update's distance."""
-
-    def __init__(
-        self,
-        *,
-        direction: np.ndarray,
-        size: SizeOracle,
-        fmt: FixedPointFormat,
-        num_weights: int,
-        sample_count: int,
-    ) -> None:
-        super().__init__(fmt=fmt, num_weights=num_weights, sample_count=sample_count)
-        self.direction = direction
-        self.size = size
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        rng = np.random.default_rng([0x5B1, round_number])  # the group's shared stream
-        move = exact_l1(self.direction, self.size(round_number), rng)
-        return np.asarray(np.clip(current + move, -self.fmt.max_abs, self.fmt.max_abs))
-
-
-class SampleInflater:
-    """Trains honestly (``trainer``) but declares ``declared`` samples."""
-
-    def __init__(self, trainer: LocalTrainer, declared: int) -> None:
-        self.trainer = trainer
-        self.declared = declared
-
-    @property
-    def num_samples(self) -> int:
-        """The inflated count."""
-        return self.declared
-
-    @property
-    def num_weights(self) -> int:
-        """Length of the flat parameter vector."""
-        return self.trainer.num_weights
-
-    def fit(self, global_weights: np.ndarray, *, round_number: int) -> FitResult:
-        """Honest training."""
-        return self.trainer.fit(global_weights, round_number=round_number)
-
-
-class Recorded:
-    """An honest trainer whose results are kept by round: what a copycat reads of its victim's
-    transaction (its words are public calldata as soon as it is sent)."""
-
-    def __init__(self, trainer: LocalTrainer) -> None:
-        self.trainer = trainer
-        self.fits: dict[int, FitResult] = {}
-
-    @property
-    def num_samples(self) -> int:
-        """The honest sample count."""
-        return self.trainer.num_samples
-
-    @property
-    def num_weights(self) -> int:
-        """Length of the flat parameter vector."""
-        return self.trainer.num_weights
-
-    def fit(self, global_weights: np.ndarray, *, round_number: int) -> FitResult:
-        """Honest training, kept."""
-        self.fits[round_number] = self.trainer.fit(global_weights, round_number=round_number)
-        return self.fits[round_number]
-
-
-class SameRoundCopycat:
-    """In plain mode: sends, in the same round, a copy of ``victim``'s update and sample count.
-    The federation asks participants for their transactions in client order and the victim comes
-    first, so its update is there to copy (as its transaction would be in a node's pool); should
-    it not be, the copycat recomputes it (training is deterministic per client and round)."""
-
-    def __init__(self, victim: Recorded) -> None:
-        self.victim = victim
-
-    @property
-    def num_samples(self) -> int:
-        """The victim's sample count."""
-        return self.victim.num_samples
-
-    @property
-    def num_weights(self) -> int:
-        """Length of the flat parameter vector."""
-        return self.victim.num_weights
-
-    def fit(self, global_weights: np.ndarray, *, round_number: int) -> FitResult:
-        """The victim's update of this round."""
-        copied = self.victim.fits.get(round_number)
-        if copied is None:
-            copied = self.victim.trainer.fit(global_weights, round_number=round_number)
-        return FitResult(copied.weights.copy(), math.nan)
-
-
-@dataclass
-class PublicBoard:
-    """What commit-reveal rounds made public: each revealed update and what it was paid, by round
-    (posted once the round closed)."""
-
-    revealed: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
-
-    def post(self, round_number: int, outcomes: Sequence[RoundOutcome], num_weights: int) -> None:
-        """Record ``round_number``'s revealed updates and rewards."""
-        self.revealed[round_number] = [
-            (o.reward_wei, unpack(list(o.words), num_weights)) for o in outcomes
-        ]
-
-    def best_of(self, round_number: int) -> np.ndarray | None:
-        """The update revealed in ``round_number`` that was paid most (the first of them)."""
-        entries = self.revealed.get(round_number, [])
-        if not entries:
-            return None
-        best = max(reward for reward, _ in entries)
-        return next(update for reward, update in entries if reward == best)
-
-
-class RevealCopycat(CraftedUpdate):
-    """A copycat in commit-reveal mode: it commits before the round's reveals open, so it can copy
-    only what was revealed already, the previous round's updates: it sends the best-paid one. In
-    round 1 nothing is public yet: it sends the global model."""
-
-    def __init__(
-        self, *, board: PublicBoard, fmt: FixedPointFormat, num_weights: int, sample_count: int
-    ) -> None:
-        super().__init__(fmt=fmt, num_weights=num_weights, sample_count=sample_count)
-        self.board = board
-
-    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
-        copied = self.board.best_of(round_number - 1)
-        return current.copy() if copied is None else copied.copy()
-
-
-@dataclass(frozen=True)
-class RewardCalibration:
-    """The reward-rule settings, from the pilot (ten honest clients, sample-weighted, nothing on)."""
-
-    guard: int  # minRewardDistance
-    sizes: tuple[int, ...]  # per round: the median honest distance from the current model
-    defences: Calibration  # the bound, maxStep, maxDrift, from the same pilot
-
-    def size(self, round_number: int) -> int:
-        """A typical honest update's L1 distance in ``round_number`` (the last known after)."""
-        return self.sizes[min(round_number, len(self.sizes)) - 1]
-
-    def columns(self, clients: int) -> list[Defences]:
-        """The four settings: each reward reference with the free-rider guard alone, and with
-        every defence (the bound, the direction guard, the share cap, the step bounds)."""
-
-        def column(name: str, reference: str, defended: bool) -> Defences:
-            plain = Defences(
-                name,
-                min_reward_distance=self.guard,
-                aggregation="sample_weighted",
-                reward_reference=reference,
-            )
-            if not defended:
-                return plain
-            return replace(
-                plain,
-                max_counted_distance=self.defences.max_counted_distance,
-                min_alignment_bps=MIN_ALIGNMENT_BPS,
-                max_share_bps=10_000 // clients,
-                max_step=self.defences.max_step,
-                max_drift=self.defences.max_drift,
-                drift_window=self.defences.drift_window,
-            )
-
-        return [
-            column("current", "current", False),
-            column("current + defences", "current", True),
-            column("aggregate", "aggregate", False),
-            column(RECOMMENDED, "aggregate", True),
-        ]
-
-
-def calibrate_rewards(pilot: dict[str, Any], *, tier_step: int, rounds: int) -> RewardCalibration:
-    """The free-rider guard: ``GUARD_FRACTION`` of the smallest honest distance of the pilot, from
-    the model the update trained on or from the round's new one (so that every honest update
-    passes it under either reference); the typical honest size per round; the poisoning
-    section's rules for the bound and the step bounds."""
-    honest = [m for r in pilot["rounds"] for m in r["members"] if m["role"] == "honest"]
-    nearest = min(min(m["distance_current"], m["distance_new"]) for m in honest)
-    sizes = tuple(
-        int(statistics.median(m["distance_current"] for m in r["members"])) for r in pilot["rounds"]
-    )
-    return RewardCalibration(
-        guard=int(GUARD_FRACTION * nearest),
-        sizes=sizes,
-        defences=calibrate(pilot, tier_step=tier_step, rounds=rounds),
-    )
-
-
-def strategy_players(
-    name: str, ctx: Context, calibration: RewardCalibration, board: PublicBoard
-) -> dict[int, tuple[str, LocalTrainer]]:
-    """Who plays ``name``: the last client (the Sybils: the last ``SYBILS``) in its place."""
-    last = len(ctx.trainers) - 1
-    fmt, size, count = ctx.fl.fixed_point, ctx.num_weights, ctx.trainers[last].num_samples
-    if name == "free_rider":
-        rider = FreeRider(guard=calibration.guard, fmt=fmt, num_weights=size, sample_count=count)
-        return {last: (name, rider)}
-    if name == "stale":
-        return {last: (name, StaleModel(fmt=fmt, num_weights=size, sample_count=count))}
-    if name == "noise":
-        noise = NoiseSubmitter(
-            size=calibration.size, seed=ctx.fl.seed, fmt=fmt, num_weights=size, sample_count=count
-        )
-        return {last: (name, noise)}
-    if name == "inflater":
-        return {last: (name, SampleInflater(ctx.trainers[last], MAX_SAMPLES))}
-    if name == "sybils":
-        model = ctx.task.model(seed=ctx.fl.seed)
-        if not isinstance(model, torch.nn.Linear):
-            raise ValueError("the Sybils' direction is laid out for softmax regression")
-        direction = push_direction(ctx.num_weights, int(model.out_features))
-        return {
-            client: (
-                name,
-                Sybil(
-                    direction=direction,
-                    size=calibration.size,
-                    fmt=ctx.fl.fixed_point,
-                    num_weights=ctx.num_weights,
-                    sample_count=ctx.trainers[client].num_samples,
-                ),
-            )
-            for client in range(last - SYBILS + 1, last + 1)
-        }
-    if name == "copycat":
-        victim = Recorded(ctx.trainers[0])
-        return {0: ("honest", victim), last: (name, SameRoundCopycat(victim))}
-    if name == "copycat_commit_reveal":
-        copycat = RevealCopycat(board=board, fmt=fmt, num_weights=size, sample_count=count)
-        return {last: (name, copycat)}
-    raise ValueError(f"unknown strategy {name!r}")
-
-
-def reward_table(
-    run: dict[str, Any], strategy: str, own_clean: Sequence[int] | None = None
-) -> dict[str, Any]:
-    """Per round and in total: what ``strategy``'s accounts earned (their mean) against honest
-    training, whether they were counted, and the bar (strictly less for a strategy that does not
-    train, not more for one that does, in total and in every round after the first).
-
-    Honest training is the honest clients' mean reward in the same run; for a strategy that
-    trains (the inflater), given ``own_clean``, it is what the same client earned by round in
-    the clean run of the same settings (it trains the same data: the question is only whether
-    inflating pays more, and honest clients' rewards spread around their mean)."""
-    rows = []
-    trains = strategy in TRAINING
-    for r in run["rounds"]:
-        honest = [m["reward_wei"] for m in r["members"] if m["role"] == "honest"]
-        played = [m for m in r["members"] if m["role"] == strategy]
-        earned = statistics.mean(m["reward_wei"] for m in played)
-        mean = statistics.mean(honest)
-        reference = own_clean[r["round"] - 1] if trains and own_clean is not None else mean
-        rows.append(
-            {
-                "round": r["round"],
-                "strategy_wei": earned,
-                "honest_mean_wei": mean,
-                "reference_wei": reference,
-                "relative": None if reference == 0 else round(earned / reference, 3),
-                "counted": sum(m["counted"] for m in played),
-                "accounts": len(played),
-                "distance_current": [m["distance_current"] for m in played],
-                "distance_new": [m["distance_new"] for m in played],
-            }
-        )
-    earned = sum(r["strategy_wei"] for r in rows)
-    honest_total = sum(r["reference_wei"] for r in rows)
-
-    def passes(mine: float, theirs: float) -> bool:
-        return mine <= theirs if trains else mine < theirs
-
-    later = rows[1:]
-    return {
-        "rounds": rows,
-        "reference": (
-            "the same client's reward in the clean run"
-            if trains and own_clean is not None
-            else "the honest clients' mean reward in the same run"
-        ),
-        "strategy_total_wei": earned,
-        "honest_mean_total_wei": sum(r["honest_mean_wei"] for r in rows),
-        "reference_total_wei": honest_total,
-        "relative_total": None if honest_total == 0 else round(earned / honest_total, 3),
-        "counted": sum(r["counted"] for r in rows),
-        "submissions": sum(r["accounts"] for r in rows),
-        "rounds_honest_unpaid": [r["round"] for r in rows if r["honest_mean_wei"] == 0],
-        "bar_total": passes(earned, honest_total),
-        "bar_every_round_after_first": all(
-            passes(r["strategy_wei"], r["reference_wei"]) for r in later
-        ),
-    }
-
-
-def reward_rule(
-    chain: Chain,
-    fl: FLConfig,
-    *,
-    rounds: int,
-    clients: int,
-    strategies: Sequence[str],
-    log: Log,
-) -> dict[str, Any]:
-    """The pilot, then per setting a clean run and one run per strategy."""
-    ctx = make_context(chain, fl, clients, "iid")
-    pilot_defences = Defences("pilot", aggregation="sample_weighted")
-    pilot = run_federation(ctx, pilot_defences, rounds=rounds)
-    log(f"rewards pilot: accuracy {pilot['accuracy_by_round']} ({pilot['seconds']} s)")
-    calibration = calibrate_rewards(
-        pilot, tier_step=fl.rewards.thresholds_per_weight[0], rounds=rounds
-    )
-    columns = calibration.columns(clients)
-    clean: dict[str, dict[str, Any]] = {}
-    runs: dict[str, dict[str, Any]] = {name: {} for name in strategies}
-    for column in columns:
-        result = run_federation(ctx, column, rounds=rounds)
-        clean[column.name] = {
-            "final_accuracy": result["final_accuracy"],
-            "accuracy_by_round": result["accuracy_by_round"],
-            "honest_submissions_excluded": result["honest_submissions_excluded"],
-            "honest_mean_reward_wei": sum(
-                statistics.mean(m["reward_wei"] for m in r["members"]) for r in result["rounds"]
-            ),
-            "weights_clamped": result["weights_clamped"],
-            "rewards_by_round": [
-                [m["reward_wei"] for m in sorted(r["members"], key=lambda m: m["client"])]
-                for r in result["rounds"]
-            ],
-            "seconds": result["seconds"],
-        }
-        log(f"rewards clean, {column.name}: accuracy {result['accuracy_by_round']}")
-        for name in strategies:
-            board = PublicBoard()
-            settings = replace(column, mode="commit_reveal") if name.endswith("reveal") else column
-
-            def post(
-                number: int, outcomes: Sequence[RoundOutcome], board: PublicBoard = board
-            ) -> None:
-                board.post(number, outcomes, ctx.num_weights)
-
-            result = run_federation(
-                ctx,
-                settings,
-                rounds=rounds,
-                replaced=strategy_players(name, ctx, calibration, board),
-                after_round=post,
-            )
-            last = clients - 1
-            own = [r[last] for r in clean[column.name]["rewards_by_round"]]
-            table = reward_table(result, name, own)
-            gap = round(100 * (result["final_accuracy"] - clean[column.name]["final_accuracy"]), 2)
-            runs[name][column.name] = {
-                **table,
-                "mode": settings.mode,
-                "final_accuracy": result["final_accuracy"],
-                "gap_pp": gap,
-                "within_accuracy_bar": abs(gap) <= REWARD_BAR_PP,
-                "honest_submissions_excluded": result["honest_submissions_excluded"],
-                "weights_clamped": result["weights_clamped"],
-                "seconds": result["seconds"],
-            }
-            log(
-                f"rewards {name}, {column.name}: relative {table['relative_total']}, counted "
-                f"{table['counted']}/{table['submissions']}, gap {gap:+.1f} pp "
-                f"({result['seconds']} s)"
-            )
-    recommended = {name: runs[name][RECOMMENDED] for name in strategies}
-    barred = [name for name in strategies if name in BARRED]
-    return {
-        "dataset": fl.dataset,
-        "clients": clients,
-        "rounds": rounds,
-        "strategies": list(strategies),
-        "aggregation": "sample_weighted",
-        "max_sample_count": MAX_SAMPLES,
-        "tiers": {
-            "thresholds_per_weight": list(fl.rewards.thresholds_per_weight),
-            "amounts_wei": list(fl.rewards.amounts_wei),
-        },
-        "calibration": {
-            "minRewardDistance": calibration.guard,
-            "guard_per_weight": round(calibration.guard / ctx.num_weights, 2),
-            "honest_size_per_round": list(calibration.sizes),
-            "maxCountedDistance": calibration.defences.max_counted_distance,
-            "maxStep": calibration.defences.max_step,
-            "maxDrift": calibration.defences.max_drift,
-            "driftWindow": calibration.defences.drift_window,
-            "maxShareBps": 10_000 // clients,
-            "minAlignment": MIN_ALIGNMENT_BPS,
-            "rule": (
-                f"minRewardDistance: {GUARD_FRACTION} x the smallest honest distance of the pilot "
-                "(from the model trained on or from the new model); maxCountedDistance, maxStep, "
-                "maxDrift: the poisoning section's rules applied to the pilot; maxShareBps: an "
-                "equal share (10000 / clients)"
-            ),
-        },
-        "columns": {c.name: c.describe() for c in columns},
-        "pilot_accuracy_by_round": pilot["accuracy_by_round"],
-        "clean": clean,
-        "runs": runs,
-        "recommended": RECOMMENDED,
-        "bar_pp": REWARD_BAR_PP,
-        "barred_strategies": barred,
-        "recommended_meets_bar": all(
-            recommended[n]["bar_total"]
-            and recommended[n]["bar_every_round_after_first"]
-            and recommended[n]["within_accuracy_bar"]
-            for n in barred
-        ),
     }
 
 
@@ -1409,119 +814,6 @@ def notes(p: dict[str, Any]) -> list[str]:
     return result
 
 
-def _relative(value: float | None, earned: float) -> str:
-    """A relative reward: ``-`` for 0/0, ``inf`` when only the strategy was paid."""
-    if value is None:
-        return "-" if earned == 0 else "inf"
-    return f"{value:.2f}"
-
-
-def reward_markdown(p: dict[str, Any]) -> list[str]:
-    """The reward-rule tables."""
-    c = p["calibration"]
-    names = list(p["columns"])
-    thresholds = ", ".join(f"{t}" for t in p["tiers"]["thresholds_per_weight"])
-    amounts = ", ".join(f"{a / 1e15:g}" for a in p["tiers"]["amounts_wei"])
-    lines = [
-        "",
-        "### The reward rule",
-        "",
-        f"{p['clients']} IID clients, {p['rounds']} rounds on {p['dataset']}, sample-weighted "
-        f"FedAvg (maxSampleCount {p['max_sample_count']:,}); the configured tiers ({thresholds} "
-        f"quanta per weight; {amounts} x 1e15 wei). Each strategy replaces the last client (the "
-        f"Sybils the last {SYBILS}); the others train honestly. Settings from a pilot run (ten "
-        f"honest clients, nothing on): minRewardDistance = {c['minRewardDistance']:,} "
-        f"({c['guard_per_weight']} per weight; {c['rule']}); the defences: maxCountedDistance = "
-        f"{c['maxCountedDistance']:,}, minAlignment = {c['minAlignment']} bps, maxShareBps = "
-        f"{c['maxShareBps']}, maxStep = {c['maxStep']}, maxDrift = {c['maxDrift']} over "
-        f"{c['driftWindow']} rounds. Reference `current`: distance from the model at submit "
-        "time, paid on submit (the seed paper's rule); `aggregate`: distance from the round's new "
-        "model, paid by the close.",
-        "",
-        "Strategies: free rider (the global model with exactly minRewardDistance quanta moved along "
-        "the last step), stale (the previous global model), noise (the global model plus Gaussian "
-        "noise of a typical honest update's L1 size), inflater (trains, declares "
-        f"{p['max_sample_count']:,} samples), Sybils ({SYBILS} accounts pushing class 0 by a "
-        "typical honest size), copycat (plain mode: the same round's update of client 0, words and "
-        "sample count, as its transaction shows them), copycat in commit-reveal mode (it must "
-        "commit before reveals open: the previous round's best-paid reveal).",
-        "",
-        "Reward relative to honest training (the honest clients' mean in the same run; for the "
-        "inflater, which trains, what the same client earned in the clean run of the same "
-        "settings), in total over the run (`inf`: the strategy was paid and honest training was "
-        "not; `-`: nobody was paid), the strategy's "
-        "submissions counted, and the final accuracy's gap to the clean run of the same settings "
-        "(pp):",
-        "",
-        "| strategy | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    clean = p["clean"]
-    lines.append(
-        "| clean (accuracy) | "
-        + " | ".join(
-            f"{pct(clean[n]['final_accuracy'])}, honest left out "
-            f"{clean[n]['honest_submissions_excluded']}"
-            for n in names
-        )
-        + " |"
-    )
-    for strategy in p["strategies"]:
-        cells = []
-        for n in names:
-            r = p["runs"][strategy][n]
-            cells.append(
-                f"{_relative(r['relative_total'], r['strategy_total_wei'])} "
-                f"({r['counted']}/{r['submissions']} counted, {r['gap_pp']:+.1f} pp)"
-            )
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    lines += [
-        "",
-        "Per round after the first: the strategy's reward relative to honest training, round by "
-        "round; and the bar (a strategy that does not train earns strictly less than honest "
-        "training, in total and in every round after the first; the inflater, which trains, not "
-        f"more; the final accuracy within {p['bar_pp']:g} pp of the clean run):",
-        "",
-        "| strategy | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
-    for strategy in p["strategies"]:
-        cells = []
-        for n in names:
-            r = p["runs"][strategy][n]
-            series = ", ".join(_relative(x["relative"], x["strategy_wei"]) for x in r["rounds"][1:])
-            met = r["bar_total"] and r["bar_every_round_after_first"] and r["within_accuracy_bar"]
-            cells.append(f"{series}: {'meets' if met else '**misses**'}")
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    unpaid = {
-        n: sorted({x for s in p["strategies"] for x in p["runs"][s][n]["rounds_honest_unpaid"]})
-        for n in names
-    }
-    recommended = {n: p["runs"][n][p["recommended"]] for n in p["barred_strategies"]}
-    met = [
-        n
-        for n, r in recommended.items()
-        if r["bar_total"] and r["bar_every_round_after_first"] and r["within_accuracy_bar"]
-    ]
-    missed = [n for n in recommended if n not in met]
-    lines += [
-        "",
-        f"With the recommended settings ({p['recommended']}): "
-        + (f"meet the bar: {', '.join(met)}" if met else "no strategy meets the bar")
-        + (f"; **miss it**: {', '.join(missed)}." if missed else "; every strategy meets it.")
-        + " The same-round copycat of plain mode sends its victim's words: no rule on the words "
-        "can pay it less than the victim; commit-reveal hides them until the commits close "
-        "(the last row).",
-    ]
-    for n, rounds in unpaid.items():
-        if rounds:
-            lines.append(
-                f"- {n}: in round(s) {', '.join(map(str, rounds))} of some run the honest clients "
-                "earned nothing (their distance beyond the last tier, or below the guard)."
-            )
-    return lines
-
-
 def markdown(report: dict[str, Any]) -> str:
     """The tables the README quotes."""
     p = report["poisoning"]
@@ -1608,8 +900,12 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(f"| {r['round']} | {r['min']} | {r['median']} | {r['max']} | {measured} |")
     lines += ["", *(f"- {note}" for note in p["notes"])]
-    if "reward_rule" in report:
-        lines += reward_markdown(report["reward_rule"])
+    lines += [
+        "",
+        "The reward rule's attackers (free rider, stale, noise, inflater, Sybils, copycats under "
+        "the `current` and `aggregate` references) are measured by `bench.incentives` "
+        "(bench/results/incentives.md), not here.",
+    ]
     long = report.get("long_runs", [])
     if long:
         lines += [
@@ -1702,16 +998,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--skip-gas", action="store_true", help="leave out the 7,850-weight gas part"
     )
     parser.add_argument(
-        "--skip-rewards", action="store_true", help="leave out the reward-rule strategies"
-    )
-    parser.add_argument(
-        "--strategies",
-        nargs="+",
-        choices=STRATEGIES,
-        default=list(STRATEGIES),
-        help="the reward-rule strategies to run",
-    )
-    parser.add_argument(
         "--quick", action="store_true", help="3 poisoning rounds, 6 long rounds (a smoke run)"
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="folder for the results")
@@ -1758,7 +1044,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seed": args.seed,
             "long_rounds": None if args.skip_long else args.long_rounds,
             "gas": not args.skip_gas,
-            "reward_strategies": None if args.skip_rewards else list(args.strategies),
             "quick": args.quick,
         },
     }
@@ -1768,15 +1053,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             chain, fl, rounds=args.rounds, clients=args.clients, attackers=args.attackers, log=log
         )
         report["poisoning"] = {**poisoned, "notes": notes(poisoned)}
-        if not args.skip_rewards:
-            report["reward_rule"] = reward_rule(
-                chain,
-                fl,
-                rounds=args.rounds,
-                clients=args.clients,
-                strategies=args.strategies,
-                log=log,
-            )
         if not args.skip_long:
             report["long_runs"] = long_runs(
                 chain, fl, rounds=args.long_rounds, clients=args.clients, log=log

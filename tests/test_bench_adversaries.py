@@ -1,9 +1,10 @@
-"""The adversaries benchmark (bench/adversaries.py): its strategies against the reward rule, the
-bar it records, and a reduced end-to-end run on anvil."""
+"""The adversaries benchmark (bench/adversaries.py): its poisoners, the thresholds it sets from the
+clean run, the summaries it reports, and a reduced end-to-end run on anvil. (The reward rule's
+attackers are bench/incentives.py's: tests/test_incentives.py.)"""
 
 from __future__ import annotations
 
-import math
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,40 +12,22 @@ import numpy as np
 import pytest
 
 from bench.adversaries import (
-    MAX_SAMPLES,
-    RECOMMENDED,
-    Calibration,
-    FreeRider,
-    NoiseSubmitter,
-    PublicBoard,
-    Recorded,
-    RevealCopycat,
-    RewardCalibration,
-    SameRoundCopycat,
-    SampleInflater,
-    StaleModel,
-    Sybil,
-    calibrate_rewards,
-    exact_l1,
-    push_direction,
-    reward_markdown,
-    reward_rule,
-    reward_table,
+    ATTACKS,
+    FIXED_SETTINGS,
+    NO_DEFENCE,
+    Attacker,
+    RandomUpdate,
+    alignment_summary,
+    calibrate,
+    distance_summary,
+    lean,
+    main,
 )
-from fl_client.codec import pack, quantize
-from fl_client.config import FixedPointFormat, load_config
-from fl_client.participant import RoundOutcome
+from fl_client.codec import quantize
+from fl_client.config import ALIGNMENT_OFF, FixedPointFormat
 from fl_client.trainer import FitResult
 
 FMT = FixedPointFormat(scale=1024, max_abs=3000)
-
-
-def quantized(fit: FitResult) -> np.ndarray:
-    return np.asarray(quantize(fit.weights, FMT).values, dtype=np.int64)
-
-
-def as_float(values: np.ndarray) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64) / FMT.scale
 
 
 class FixedTrainer:
@@ -66,262 +49,178 @@ class FixedTrainer:
         return FitResult(global_weights + 1.0, 0.5)
 
 
-def test_the_free_rider_moves_exactly_the_guard_along_the_last_step() -> None:
-    rider = FreeRider(guard=7, fmt=FMT, num_weights=5, sample_count=3)
-    first = np.array([0, 0, 0, 0, 0])
-    sent = quantized(rider.fit(as_float(first), round_number=1))
-    assert int(np.abs(sent - first).sum()) == 7  # round 1: no step, the first weights up
-    assert np.all(sent >= first)
-    second = np.array([4, -2, 0, 0, 1])  # the last step moved weights 0, 1 and 4
-    sent = quantized(rider.fit(as_float(second), round_number=2))
-    moved = sent - second
-    assert int(np.abs(moved).sum()) == 7  # exactly the guard: the strict `<` lets it through
-    assert list(moved[[2, 3]]) == [0, 0]  # nothing on weights the step left alone
-    assert np.all(np.sign(moved[[0, 1, 4]]) == np.sign(second - first)[[0, 1, 4]])
-    assert rider.num_samples == 3
-
-
-def test_the_stale_model_sends_the_previous_global_model() -> None:
-    stale = StaleModel(fmt=FMT, num_weights=3, sample_count=1)
-    first, second = np.array([1, 2, 3]), np.array([5, 5, 5])
-    assert list(quantized(stale.fit(as_float(first), round_number=1))) == [1, 2, 3]
-    assert list(quantized(stale.fit(as_float(second), round_number=2))) == [1, 2, 3]
-
-
-@pytest.mark.parametrize("size", [1, 17, 650, 5_000])
-def test_exact_l1_has_exactly_the_requested_norm(size: int) -> None:
-    rng = np.random.default_rng(size)
-    values = exact_l1(rng.standard_normal(650), size, rng)
-    assert int(np.abs(values).sum()) == size
-    assert not exact_l1(np.zeros(4), 10, rng).any()
-
-
-def test_noise_and_sybils_move_a_typical_honest_distance() -> None:
-    current = np.zeros(650, dtype=np.int64)
-    noise = NoiseSubmitter(size=lambda r: 100 * r, seed=0, fmt=FMT, num_weights=650, sample_count=1)
-    sent = quantized(noise.fit(as_float(current), round_number=3))
-    assert int(np.abs(sent).sum()) == 300
-    direction = push_direction(650, 10)
-    assert direction[0] == 1.0
-    assert direction[640] == 1.0
-    assert direction[64] == pytest.approx(-1 / 9)  # class 1's first weight
-    sybils = [
-        Sybil(direction=direction, size=lambda r: 500, fmt=FMT, num_weights=650, sample_count=1)
-        for _ in range(3)
-    ]
-    moves = [quantized(s.fit(as_float(current), round_number=2)) for s in sybils]
-    assert all(np.array_equal(moves[0], m) for m in moves)  # they collude: one move
-    assert int(np.abs(moves[0]).sum()) == 500
-    assert moves[0][:64].sum() > 0 > moves[0][64:640].sum()
-
-
-def test_the_inflater_trains_and_declares_the_most_samples() -> None:
+@pytest.mark.parametrize(("name", "k"), ATTACKS)
+def test_an_attacker_trains_then_scales_its_step(name: str, k: float) -> None:
     trainer = FixedTrainer()
-    inflater = SampleInflater(trainer, MAX_SAMPLES)
-    fit = inflater.fit(np.zeros(4), round_number=1)
-    assert trainer.calls == 1
-    assert list(fit.weights) == [1.0] * 4
-    assert inflater.num_samples == 65_535
+    attacker = Attacker(trainer, k)
+    start = np.array([0.5, -1.0, 2.0, 0.0])
+    fit = attacker.fit(start, round_number=3)
+    assert trainer.calls == 1  # it trains like an honest client
+    assert np.allclose(fit.weights, start + k)  # global + k x (trained - global)
+    assert fit.loss == 0.5
+    assert attacker.num_samples == 7  # it declares the honest count
+    assert attacker.num_weights == 4
 
 
-def test_the_same_round_copycat_sends_its_victims_words() -> None:
-    trainer = FixedTrainer()
-    victim = Recorded(trainer)
-    copycat = SameRoundCopycat(victim)
-    honest = victim.fit(np.zeros(4), round_number=1)
-    copied = copycat.fit(np.full(4, 9.0), round_number=1)
-    assert np.array_equal(copied.weights, honest.weights)
-    assert trainer.calls == 1  # copied, not trained
-    assert copycat.num_samples == victim.num_samples == 7
-    copycat.fit(np.zeros(4), round_number=2)  # the victim has not sent yet: it recomputes
-    assert trainer.calls == 2
+def test_the_gas_workload_is_seeded_in_range_and_exact_in_fixed_point() -> None:
+    def update(client: int, round_number: int) -> np.ndarray:
+        trainer = RandomUpdate(client=client, num_weights=500, fmt=FMT, seed=0)
+        return trainer.fit(np.zeros(500), round_number=round_number).weights
+
+    first = update(0, 1)
+    assert np.array_equal(first, update(0, 1))  # seeded: the same twice
+    assert not np.array_equal(first, update(1, 1))  # per client
+    assert not np.array_equal(first, update(0, 2))  # and per round
+    values = quantize(first, FMT).values
+    assert np.abs(values).max() <= FMT.max_abs
+    assert np.allclose(values / FMT.scale, first)  # the float weights quantize exactly
+    assert RandomUpdate(client=0, num_weights=500, fmt=FMT, seed=0).num_samples == 100
 
 
-def outcome(client: int, reward: int, words: tuple[int, ...]) -> RoundOutcome:
-    return RoundOutcome(
-        round_number=1,
-        client_id=client,
-        account=f"0x{client:040x}",
-        path="commit_reveal",
-        sample_count=1,
-        train_loss=math.nan,
-        clipped=0,
-        distance=0,
-        tier=0,
-        reward_wei=reward,
-        counted=True,
-        relayed=False,
-        gas_used=0,
-        closed_round=False,
-        words=words,
-    )
-
-
-def test_the_commit_reveal_copycat_copies_only_the_previous_rounds_best_reveal() -> None:
-    board = PublicBoard()
-    copycat = RevealCopycat(board=board, fmt=FMT, num_weights=2, sample_count=1)
-    current = np.array([3, 4])
-    assert list(quantized(copycat.fit(as_float(current), round_number=1))) == [3, 4]
-    low, high = tuple(pack([1, 1])), tuple(pack([7, -7]))
-    board.post(1, [outcome(0, 10, low), outcome(1, 50, high)], 2)
-    assert list(quantized(copycat.fit(as_float(current), round_number=2))) == [7, -7]
-    assert board.best_of(2) is None
-
-
-def run_record(rewards: list[list[tuple[str, int]]]) -> dict[str, Any]:
+def clean_record(distances: list[list[int]], models: list[list[int]]) -> dict[str, Any]:
+    """A clean run's record: per round the honest clients' distances, and the global models."""
     return {
+        "num_weights": len(models[0]),
+        "models": models,
         "rounds": [
             {
                 "round": number,
                 "members": [
-                    {
-                        "role": role,
-                        "reward_wei": reward,
-                        "counted": reward > 0,
-                        "distance_current": 1,
-                        "distance_new": 1,
-                    }
-                    for role, reward in members
+                    {"role": "honest", "distance": d, "alignment": None} for d in round_distances
                 ],
+                "weights_step_left_alone": None,
             }
-            for number, members in enumerate(rewards, start=1)
-        ]
-    }
-
-
-def test_the_bar_asks_strictly_less_after_the_first_round_and_in_total() -> None:
-    # Round 1: the free rider is paid, the honest clients not; later it earns less.
-    record = run_record(
-        [
-            [("honest", 0), ("honest", 0), ("free_rider", 10)],
-            [("honest", 100), ("honest", 50), ("free_rider", 10)],
-            [("honest", 100), ("honest", 100), ("free_rider", 0)],
-        ]
-    )
-    table = reward_table(record, "free_rider")
-    assert [r["relative"] for r in table["rounds"]] == [None, round(10 / 75, 3), 0.0]
-    assert table["strategy_total_wei"] == 20
-    assert table["honest_mean_total_wei"] == 175
-    assert table["rounds_honest_unpaid"] == [1]
-    assert table["bar_total"]
-    assert table["bar_every_round_after_first"]
-    assert table["counted"] == 2
-    assert table["submissions"] == 3
-    # Equal pay in a later round misses it for a strategy that does not train...
-    tied = reward_table(
-        run_record([[("honest", 5), ("stale", 0)], [("honest", 5), ("stale", 5)]]), "stale"
-    )
-    assert tied["bar_total"]
-    assert not tied["bar_every_round_after_first"]
-    # ...and meets it for the inflater, which trains: it must only not be paid more.
-    inflated = reward_table(
-        run_record([[("honest", 5), ("inflater", 5)], [("honest", 5), ("inflater", 5)]]),
-        "inflater",
-    )
-    assert inflated["bar_total"]
-    assert inflated["bar_every_round_after_first"]
-    # Given what the same client earned training honestly, the inflater is held to that.
-    held = reward_table(
-        run_record([[("honest", 5), ("inflater", 5)], [("honest", 5), ("inflater", 6)]]),
-        "inflater",
-        [5, 4],
-    )
-    assert [r["reference_wei"] for r in held["rounds"]] == [5, 4]
-    assert held["relative_total"] == round(11 / 9, 3)
-    assert not held["bar_total"]
-    assert not held["bar_every_round_after_first"]
-    assert held["honest_mean_total_wei"] == 10
-    # A strategy that does not train is always held to the honest mean of its run.
-    assert reward_table(run_record([[("honest", 5), ("noise", 4)]]), "noise", [1])["bar_total"]
-    # The Sybils' reward is their mean.
-    sybils = reward_table(
-        run_record([[("honest", 6), ("sybils", 0), ("sybils", 3), ("sybils", 6)]]), "sybils"
-    )
-    assert sybils["rounds"][0]["strategy_wei"] == 3
-    assert sybils["rounds"][0]["relative"] == 0.5
-
-
-def test_the_guard_lets_every_honest_update_of_the_pilot_through() -> None:
-    models = [np.zeros(4, dtype=np.int64), np.full(4, 10), np.full(4, 14)]
-    pilot = {
-        "num_weights": 4,
-        "models": [m.tolist() for m in models],
-        "rounds": [
-            {
-                "members": [
-                    {"role": "honest", "distance": d, "distance_current": d, "distance_new": n}
-                    for d, n in ((40, 9), (44, 12), (48, 30))
-                ]
-            },
-            {
-                "members": [
-                    {"role": "honest", "distance": d, "distance_current": d, "distance_new": n}
-                    for d, n in ((16, 5), (20, 6), (30, 8))
-                ]
-            },
+            for number, round_distances in enumerate(distances, start=1)
         ],
     }
-    calibration = calibrate_rewards(pilot, tier_step=32, rounds=2)
-    assert calibration.guard == int(0.9 * 5)  # the nearest honest distance, from the new model
-    assert calibration.sizes == (44, 20)
-    assert calibration.size(1) == 44
-    assert calibration.size(7) == 20
-    assert calibration.defences.max_step == 15  # 1.5 x the largest per-weight step
-    columns = {c.name: c for c in calibration.columns(clients=10)}
-    assert list(columns) == ["current", "current + defences", "aggregate", RECOMMENDED]
-    assert all(c.min_reward_distance == calibration.guard for c in columns.values())
-    assert all(c.aggregation == "sample_weighted" for c in columns.values())
-    recommended = columns[RECOMMENDED]
-    assert recommended.reward_reference == "aggregate"
-    assert recommended.max_share_bps == 1_000
-    assert recommended.min_alignment_bps == 0
-    assert columns["current"].max_counted_distance == 0
-    assert columns["current"].reward_reference == "current"
 
 
-def test_a_reward_calibration_names_its_thresholds() -> None:
-    calibration = RewardCalibration(
-        guard=3,
-        sizes=(10,),
-        defences=Calibration(
-            bound_per_weight=32, max_counted_distance=128, max_step=2, max_drift=4, drift_window=2
-        ),
-    )
-    described = calibration.columns(clients=4)[1].describe()
-    assert described["minRewardDistance"] == 3
-    assert described["maxCountedDistance"] == 128
-    assert described["maxShareBps"] == 2_500
-    assert described["rewardReference"] == "current"
+def test_the_thresholds_come_from_the_clean_run() -> None:
+    # 4 weights; the largest honest distance 420, 105 per weight: x 1.5 = 157.5, so the bound is
+    # the next multiple of the tier step 32, 160 per weight (640 over the model).
+    models = [[0, 0, 0, 0], [10, -4, 0, 2], [14, -10, 1, 2]]
+    clean = clean_record([[400, 420, 380], [100, 90, 120]], models)
+    calibration = calibrate(clean, tier_step=32, rounds=2)
+    assert calibration.bound_per_weight == 160
+    assert calibration.max_counted_distance == 640
+    assert calibration.max_step == 15  # 1.5 x 10, the largest move of one weight in one round
+    assert calibration.max_drift == 21  # 1.5 x 14, the largest move from the initial model
+    assert calibration.drift_window == 2
+    # A largest distance on a multiple of the step: 1.5 x 64 = 96 is the bound itself.
+    exact = calibrate(clean_record([[256]], models[:2]), tier_step=32, rounds=1)
+    assert exact.bound_per_weight == 96
+
+
+def test_the_five_columns_turn_on_what_they_name() -> None:
+    clean = clean_record([[400]], [[0, 0, 0, 0], [10, -4, 0, 2]])
+    columns = {d.name: d for d in calibrate(clean, tier_step=32, rounds=1).defences()}
+    assert list(columns) == ["none", "bound", "bound + guard", "step bounds", "all"]
+    assert columns["none"] == NO_DEFENCE
+    assert columns["none"].min_alignment_bps == ALIGNMENT_OFF
+    bound, guarded = columns["bound"], columns["bound + guard"]
+    assert bound.max_counted_distance == guarded.max_counted_distance == 640
+    assert bound.min_alignment_bps == ALIGNMENT_OFF
+    assert guarded.min_alignment_bps == 0
+    assert (bound.max_step, guarded.max_step) == (0, 0)
+    steps = columns["step bounds"]
+    assert (steps.max_step, steps.max_drift, steps.drift_window) == (15, 15, 1)
+    assert steps.max_counted_distance == 0
+    assert steps.min_alignment_bps == ALIGNMENT_OFF
+    described = columns["all"].describe()
+    assert described["maxCountedDistance"] == 640
+    assert described["minAlignment"] == 0
+    assert (described["maxStep"], described["maxDrift"], described["driftWindow"]) == (15, 15, 1)
+    # Whatever the column, the plain mean and the seed paper's reward rule, nothing else on.
+    for column in columns.values():
+        assert {key: column.describe()[key] for key in FIXED_SETTINGS} == {
+            "aggregation": "mean",
+            "rewardReference": "current",
+            "mode": "plain",
+            "minRewardDistance": 0,
+            "maxShareBps": 0,
+        }
+
+
+def test_the_summaries_split_roles_and_skip_round_1s_alignment() -> None:
+    run = {
+        "num_weights": 10,
+        "rounds": [
+            {
+                "round": 1,
+                "weights_step_left_alone": None,
+                "members": [
+                    {"role": "honest", "distance": 100, "alignment": None},
+                    {"role": "honest", "distance": 300, "alignment": None},
+                    {"role": "attacker", "distance": 5_000, "alignment": None},
+                ],
+            },
+            {
+                "round": 2,
+                "weights_step_left_alone": 3,
+                "members": [
+                    {"role": "honest", "distance": 50, "alignment": 0.5},
+                    {"role": "honest", "distance": 70, "alignment": 0.25},
+                    {"role": "honest", "distance": 90, "alignment": None},  # moved nothing
+                    {"role": "attacker", "distance": 4_000, "alignment": -1.0},
+                ],
+            },
+        ],
+        "models": [[0]],
+    }
+    assert distance_summary(run, "honest") == [
+        {"round": 1, "min": 10.0, "median": 20.0, "max": 30.0},
+        {"round": 2, "min": 5.0, "median": 7.0, "max": 9.0},
+    ]
+    assert [r["max"] for r in distance_summary(run, "attacker")] == [500.0, 400.0]
+    assert alignment_summary(run) == [
+        {"round": 2, "min": 0.25, "median": 0.375, "max": 0.5, "weights_step_left_alone": 3}
+    ]
+    assert alignment_summary(run, "attacker")[0]["min"] == -1.0
+    assert "models" not in lean(run)
+    assert lean(run)["rounds"] is run["rounds"]
 
 
 @pytest.mark.slow
 @pytest.mark.anvil
-def test_the_free_rider_is_paid_more_than_honest_under_the_seed_rule(
+def test_a_reduced_run_measures_every_attack_under_every_defence(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """2 rounds, 10 clients on digits: the seed's `current` rule pays the free rider at the guard
-    more than honest training; measured from the round's new model it earns less."""
-    from bench.common import anvil_node
-    from fl_client.chain import connect
-
+    """4 clients (1 attacker), 2 poisoning rounds and 2 long rounds on digits, no gas part: the
+    whole table and its report, rewritten the same from the JSON."""
     monkeypatch.setenv("FL_STATE_DIR", str(tmp_path / "state"))
-    fl = load_config().fl.with_overrides(dataset="digits", seed=0)
-    with anvil_node(accounts=22) as node:
-        chain = connect("anvil", url=node.url)
-        report = reward_rule(
-            chain, fl, rounds=2, clients=10, strategies=["free_rider"], log=lambda _: None
-        )
-    runs = report["runs"]["free_rider"]
-    assert set(runs) == {"current", "current + defences", "aggregate", RECOMMENDED}
-    seed = runs["current"]
-    assert seed["counted"] == 2  # it passes the guard: counted and paid
-    assert seed["strategy_total_wei"] > seed["honest_mean_total_wei"]
-    assert not seed["bar_total"]
-    aggregate = runs["aggregate"]
-    assert aggregate["strategy_total_wei"] < aggregate["honest_mean_total_wei"]
-    for record in runs.values():
-        assert record["within_accuracy_bar"]
-        assert record["honest_submissions_excluded"] == 0
-    assert report["calibration"]["minRewardDistance"] > 0
-    text = "\n".join(reward_markdown(report))
-    assert "| free_rider |" in text
+    arguments = ["--rounds", "2", "--long-rounds", "2", "--clients", "4", "--attackers", "1"]
+    status = main([*arguments, "--skip-gas", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "adversaries.json").read_text(encoding="utf-8"))
+    assert "reward_rule" not in report
+    assert "commit_reveal_gas" not in report
+    p = report["poisoning"]
+    assert p["attackers"] == [0]
+    assert [a["attack"] for a in p["attacks"]] == [name for name, _ in ATTACKS]
+    assert list(p["defences"]) == ["none", "bound", "bound + guard", "step bounds", "all"]
+    assert set(p["clean_with_defences"]) == {"bound", "bound + guard", "step bounds", "all"}
+    for attack in p["attacks"]:
+        none = attack["runs"]["none"]
+        assert none["attacker_submissions_counted"] == 2  # nothing on: every attack counts
+        for run in attack["runs"].values():
+            assert len(run["accuracy_by_round"]) == 2
+            assert "models" not in run
+    # Ten times an honest step lies beyond a bound at 1.5 x the largest honest distance.
+    flipped_x10 = next(a for a in p["attacks"] if a["k"] == -10)
+    assert flipped_x10["runs"]["bound"]["attacker_submissions_counted"] == 0
+    assert flipped_x10["runs"]["bound"]["rewards_wei"]["attackers"] == 0
+    # The guard turns a sign-flipped step away from round 2 on (round 1 has no step).
+    flipped = next(a for a in p["attacks"] if a["k"] == -1)
+    assert flipped["runs"]["bound + guard"]["attacker_submissions_counted"] == 1
+    assert [r["round"] for r in flipped["attacker_alignment"]] == [2]
+    assert flipped["attacker_alignment"][0]["max"] < 0
+    assert [r["partition"] for r in report["long_runs"]] == ["iid", "dirichlet"]
+    assert not report["contracts_changed_during_run"]
+    attacks_ok = all(a["within_bar_all"] and a["within_bar_bound_guard"] for a in p["attacks"])
+    honest_ok = all(r["honest_submissions_left_out"] == 0 for r in report["long_runs"])
+    assert status == (0 if attacks_ok and honest_ok else 1)
+    text = (tmp_path / "adversaries.md").read_text(encoding="utf-8")
+    assert "| sign-flipped x10 | -10 |" in text
+    assert "`bench.incentives`" in text
+    assert "### The reward rule" not in text
+    assert main(["--render-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "adversaries.md").read_text(encoding="utf-8") == text
