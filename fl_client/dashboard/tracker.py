@@ -23,22 +23,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import requests
-from eth_typing import ABIEvent
-from eth_utils.abi import event_abi_to_log_topic
 from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
-from web3.types import LogReceipt
 
-from fl_client.chain import AGGREGATION_CODES, DISTANCE_CODES, MODE_CODES, PHASES, DeploymentRecord
-from fl_client.config import FixedPointFormat
-from fl_client.dashboard.history import CALLDATA_EVENTS, FunctionCall, History, Parameters
-from fl_client.dashboard.ledger import ChainEvent, Rules
+from fl_client.chain import DeploymentRecord
+from fl_client.dashboard.history import CALLDATA_EVENTS, History
+from fl_client.dashboard.reader import CoordinatorReader
 from fl_client.errors import FLError
 from fl_client.evaluation import Evaluator
 
@@ -46,8 +42,6 @@ logger = logging.getLogger(__name__)
 
 LOG_RANGE = 10_000  # blocks per eth_getLogs
 MAX_BLOCKS_PER_POLL = 200_000  # a long history is read over several polls, each one shown
-CREATION_WINDOW = 5_000  # blocks searched at a time, backwards, for the constructor's event
-CREATION_WINDOWS = 40
 REQUEST_TIMEOUT = 5.0
 
 UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -64,11 +58,6 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     KeyError,
 )
-_NAMES = {
-    "mode": {code: name for name, code in MODE_CODES.items()},
-    "aggregation": {code: name for name, code in AGGREGATION_CODES.items()},
-    "distance": {code: name for name, code in DISTANCE_CODES.items()},
-}
 
 
 class DeploymentMissingError(FLError):
@@ -84,10 +73,6 @@ class NodeStatus:
     down_since: float | None = None  # wall time of the first failed poll of this outage
     back_since: float | None = None  # wall time the node answered again after an outage
     message: str | None = None
-
-
-def _hex(value: Any) -> str:
-    return "0x" + bytes(value).hex()
 
 
 class Tracker:
@@ -114,14 +99,8 @@ class Tracker:
             url, request_kwargs={"timeout": request_timeout}, exception_retry_configuration=None
         )
         self.w3 = Web3(provider)
-        self.contract: Contract = self.w3.eth.contract(
-            address=to_checksum_address(record.address), abi=list(abi)
-        )
-        self._events: dict[bytes, str] = {
-            bytes(event_abi_to_log_topic(cast(ABIEvent, item))): str(item["name"])
-            for item in abi
-            if item.get("type") == "event"
-        }
+        self.reader = CoordinatorReader(self.w3, record.address, abi)
+        self.contract: Contract = self.reader.contract
         self.status = NodeStatus()
         self.revision = 0
         self.history: History | None = None
@@ -191,7 +170,7 @@ class Tracker:
             changed = True
         self.latest_block = latest
         if self.read_block == latest and self.reads.get("block") != latest:
-            reads = self.read_state(latest)
+            reads = self.reader.read_state(latest, history.ledger.accounts)
             wanted = history.wanted_model(int(reads["model_version"]))
             if wanted is not None:
                 words = [int(w) for w in self.contract.functions.globalModel().call()]
@@ -207,9 +186,9 @@ class Tracker:
         logs = self.w3.eth.get_logs(
             {"address": self.contract.address, "fromBlock": first, "toBlock": last}
         )
-        events = [event for event in map(self._decode, logs) if event is not None]
+        events = [event for event in map(self.reader.decode, logs) if event is not None]
         calls = {
-            tx: self._call_of(tx)
+            tx: self.reader.call_of(tx)
             for tx in dict.fromkeys(e.transaction for e in events if e.name in CALLDATA_EVENTS)
         }
         gas = {
@@ -226,33 +205,6 @@ class Tracker:
             raise
         self.read_block = last
 
-    def _decode(self, log: LogReceipt) -> ChainEvent | None:
-        topics = log["topics"]
-        name = self._events.get(bytes(topics[0])) if topics else None
-        if name is None:
-            return None  # not an event of this ABI
-        decoded = getattr(self.contract.events, name)().process_log(log)
-        return ChainEvent(
-            name=name,
-            args=dict(decoded["args"]),
-            block_number=int(log["blockNumber"]),
-            transaction=_hex(log["transactionHash"]),
-            log_index=int(log["logIndex"]),
-        )
-
-    def _call_of(self, transaction: str) -> FunctionCall | None:
-        """The coordinator function a transaction called and its arguments (``None`` when it
-        called another contract, which then called the coordinator)."""
-        tx = self.w3.eth.get_transaction(HexBytes(transaction))
-        to = tx.get("to")
-        if to is None or to_checksum_address(str(to)) != self.contract.address:
-            return None
-        try:
-            function, args = self.contract.decode_function_input(tx["input"])
-        except ValueError:
-            return None
-        return str(function.fn_name), dict(args)
-
     # ---------------------------------------------------------------- first contact
 
     def _first_contact(self, latest: int) -> History:
@@ -267,109 +219,17 @@ class Tracker:
                 f"no coordinator at {self.record.address} on the node at {self.url} (a node "
                 "restarted without its state loses every deployment)"
             )
-        params = self._read_parameters()
+        params = self.reader.read_parameters()
         evaluator = Evaluator(self.record, params.fixed_point) if self.evaluate else None
         history = History(
             params,
             evaluator,
-            first_block=self._creation_block(min(latest, self.record.block_number)),
+            first_block=self.reader.creation_block(
+                min(latest, self.record.block_number), self.record.block_number
+            ),
         )
         self.history = history
         return history
-
-    def _read_parameters(self) -> Parameters:
-        f = self.contract.functions
-        thresholds, rewards = f.rewardTiers().call()
-        return Parameters(
-            num_weights=int(f.numWeights().call()),
-            num_words=int(f.numWords().call()),
-            words_per_segment=int(f.wordsPerSegment().call()),
-            num_segments=int(f.numSegments().call()),
-            fixed_point=FixedPointFormat(
-                scale=int(f.scale().call()), max_abs=int(f.maxAbsWeight().call())
-            ),
-            target=int(f.targetSubmissions().call()),
-            minimum=int(f.minSubmissions().call()),
-            round_duration=int(f.roundDuration().call()),
-            close_window=int(f.closeWindow().call()),
-            mode=_NAMES["mode"].get(int(f.mode().call()), "unknown"),
-            aggregation=_NAMES["aggregation"].get(int(f.aggregation().call()), "unknown"),
-            distance=_NAMES["distance"].get(int(f.distance().call()), "unknown"),
-            rules=Rules(
-                max_counted_distance=int(f.maxCountedDistance().call()),
-                min_alignment_bps=int(f.minAlignment().call()),
-                min_reward_distance=int(f.minRewardDistance().call()),
-                tier_thresholds=tuple(int(t) for t in thresholds),
-                tier_rewards=tuple(int(r) for r in rewards),
-            ),
-            close_fee=int(f.closeFee().call()),
-            relay_fee=int(f.relayFee().call()),
-            owner=str(f.owner().call()),
-        )
-
-    def _creation_block(self, end: int) -> int:
-        """The block of the constructor's ``OwnershipTransferred(0, owner)``, searched backwards
-        from the block the deployment record names (that block when it is not found)."""
-        topic = next(
-            "0x" + t.hex() for t, name in self._events.items() if name == "OwnershipTransferred"
-        )
-        for _ in range(CREATION_WINDOWS):
-            start = max(0, end - CREATION_WINDOW + 1)
-            logs = self.w3.eth.get_logs(
-                {
-                    "address": self.contract.address,
-                    "fromBlock": start,
-                    "toBlock": end,
-                    "topics": [topic, "0x" + "00" * 32],
-                }
-            )
-            if logs:
-                return int(logs[0]["blockNumber"])
-            if start == 0:
-                break
-            end = start - 1
-        logger.warning("the coordinator's creation was not found: reading from the record's block")
-        return self.record.block_number
-
-    # ---------------------------------------------------------------- free reads
-
-    def read_state(self, block: int) -> dict[str, Any]:
-        """The free reads the page shows, all at ``block``."""
-        assert self.history is not None
-        f = self.contract.functions
-
-        def call(function: Any) -> Any:
-            return function.call(block_identifier=block)
-
-        number, phase, deadline, submissions, closed = call(f.roundInfo())
-        completed, commits, close_started, window_ends = call(f.roundDetails())
-        return {
-            "block": block,
-            "block_time": int(self.w3.eth.get_block(block)["timestamp"]),
-            "round": {
-                "number": int(number),
-                "phase": PHASES[int(phase)] if int(phase) < len(PHASES) else str(phase),
-                "deadline": int(deadline),
-                "submissions": int(submissions),
-                "closed_segments": int(closed),
-                "completed": int(completed),
-                "commits": int(commits),
-                "close_started_at": int(close_started),
-                "window_ends": int(window_ends),
-            },
-            "model_version": int(call(f.modelVersion())),
-            "model_hash": _hex(call(f.modelHash())),
-            "pool": {
-                "funded": int(call(f.totalFunded())),
-                "credited": int(call(f.totalCredited())),
-                "withdrawn": int(call(f.totalWithdrawn())),
-                "available": int(call(f.availableRewards())),
-                "balance": int(self.w3.eth.get_balance(self.contract.address, block)),
-            },
-            "credits": {
-                address: int(call(f.credit(address))) for address in self.history.ledger.accounts
-            },
-        }
 
     # ---------------------------------------------------------------- the page's data
 
