@@ -51,6 +51,7 @@ at 0, the share cap, no reward rules): see :func:`calibrate`. The pilot runs ``-
 
 from __future__ import annotations
 
+import abc
 import argparse
 import hashlib
 import itertools
@@ -119,7 +120,7 @@ GUARD_RULE = (
 SizeOracle = Callable[[int], int]  # round -> a typical honest update's L1 distance, in quanta
 
 
-class CraftedUpdate:
+class CraftedUpdate(abc.ABC):
     """What every crafted (non-training) strategy shares: the fixed-point format, the model's
     size, the sample count it declares, and the global model of the last round it played (a
     client sees every global model: it reads it to take part)."""
@@ -147,9 +148,9 @@ class CraftedUpdate:
         self.previous = current
         return FitResult(dequantize(update, self.fmt), math.nan)
 
+    @abc.abstractmethod
     def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
         """The quantized update sent when ``current`` is the global model."""
-        raise NotImplementedError
 
 
 class FreeRider(CraftedUpdate):

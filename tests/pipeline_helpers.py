@@ -28,7 +28,7 @@ from fl_client.chain import (
     translate,
 )
 from fl_client.codec import LANES, OFFSET, pack, split_segments
-from fl_client.compile import get_contract
+from fl_client.compile import CompiledContract, get_contract
 from fl_client.errors import ContractRevertError
 from tests.conftest import SMALL_WEIGHTS, events, revert_args, small_params, words_per_segment
 
@@ -344,3 +344,28 @@ def event_args(
 ) -> list[dict[str, Any]]:
     """The arguments of every ``name`` event in ``receipts``, in order."""
     return [args for receipt in receipts for args in events(contract, name, receipt)]
+
+
+# ---------------------------------------------------------------- withdrawers
+
+
+def deploy_attacker(
+    chain: Chain,
+    compiled: dict[str, CompiledContract],
+    coordinator: Contract,
+    mode: int,
+    deployer: str,
+) -> Contract:
+    """A ReentrantWithdrawer aimed at ``coordinator``; its ABI carries the coordinator's errors so
+    that reverts bubbling up through it decode."""
+    artifact = compiled["ReentrantWithdrawer"]
+    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
+    tx_hash = factory.constructor(coordinator.address, mode).transact(
+        {"from": deployer, "gas": RAW_GAS}
+    )
+    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    address = receipt["contractAddress"]
+    assert address is not None
+    errors = [entry for entry in coordinator.abi if entry.get("type") == "error"]
+    return chain.w3.eth.contract(address=address, abi=[*artifact.abi, *errors])

@@ -72,7 +72,7 @@ from tests.conftest import (
     submit_segments,
     words_per_segment,
 )
-from tests.pipeline_helpers import deploy_in_setup
+from tests.pipeline_helpers import deploy_attacker, deploy_in_setup
 
 DEFAULTS = small_params()
 THRESHOLDS, REWARDS = DEFAULTS.tier_thresholds, DEFAULTS.tier_rewards
@@ -1669,28 +1669,6 @@ def test_stricter_guard_leaves_out_honest_updates_that_barely_follow_the_step(
 
 
 # ---------------------------------------------------------------- withdrawers
-
-
-def deploy_attacker(
-    chain: Chain,
-    compiled: dict[str, CompiledContract],
-    coordinator: Contract,
-    mode: int,
-    deployer: str,
-) -> Contract:
-    """A ReentrantWithdrawer aimed at ``coordinator``; its ABI carries the coordinator's errors
-    so that reverts bubbling up through it decode."""
-    artifact = compiled["ReentrantWithdrawer"]
-    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    tx_hash = factory.constructor(coordinator.address, mode).transact(
-        {"from": deployer, "gas": RAW_GAS}
-    )
-    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
-    assert receipt["status"] == 1
-    address = receipt["contractAddress"]
-    assert address is not None
-    errors = [entry for entry in coordinator.abi if entry.get("type") == "error"]
-    return chain.w3.eth.contract(address=address, abi=[*artifact.abi, *errors])
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from tests.pipeline_helpers import (
     close_segment,
     constant,
     deadline_of,
+    deploy_attacker,
     gas_cost,
     mine_at,
     model_values,
@@ -567,28 +568,6 @@ def test_money_identity_holds_through_rounds_fees_and_withdrawals(
 
 
 # ---------------------------------------------------------------- reentrancy and rejecting receivers
-
-
-def deploy_attacker(
-    chain: Chain,
-    compiled: dict[str, CompiledContract],
-    coordinator: Contract,
-    mode: int,
-    deployer: str,
-) -> Contract:
-    """A ReentrantWithdrawer aimed at ``coordinator``; its ABI carries the coordinator's errors so
-    that reverts bubbling up through it decode."""
-    artifact = compiled["ReentrantWithdrawer"]
-    factory = chain.w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-    tx_hash = factory.constructor(coordinator.address, mode).transact(
-        {"from": deployer, "gas": RAW_GAS}
-    )
-    receipt = chain.w3.eth.wait_for_transaction_receipt(tx_hash)
-    assert receipt["status"] == 1
-    address = receipt["contractAddress"]
-    assert address is not None
-    errors = [entry for entry in coordinator.abi if entry.get("type") == "error"]
-    return chain.w3.eth.contract(address=address, abi=[*artifact.abi, *errors])
 
 
 @pytest.fixture
