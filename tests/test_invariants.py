@@ -2292,6 +2292,24 @@ PLAIN_REACHED = {
 }
 
 
+# The rules both machines' deployments share: sample-weighted, the guards, the fees, the share
+# cap and the step and drift bounds.
+MACHINE_RULES: dict[str, Any] = {
+    "words_per_segment": WORDS_PER_SEGMENT,
+    "aggregation": "sample_weighted",
+    "max_sample_count": MAX_SAMPLES,
+    "min_reward_distance": MIN_REWARD_DISTANCE,
+    "max_counted_distance": MAX_COUNTED_DISTANCE,
+    "close_window": WINDOW,
+    "close_fee": CLOSE_FEE,
+    "relay_fee": RELAY_FEE,
+    "max_share_bps": MAX_SHARE_BPS,
+    "max_step": MAX_STEP,
+    "max_drift": MAX_DRIFT,
+    "drift_window": DRIFT_WINDOW,
+}
+
+
 def test_plain_pipeline_invariants_hold_under_random_call_sequences(
     isolated: Chain, owner: str, clients: list[str], relayer: str, outsider: str, funder: str
 ) -> None:
@@ -2299,19 +2317,8 @@ def test_plain_pipeline_invariants_hold_under_random_call_sequences(
     deployment with the share cap and the step and drift bounds."""
     # Prepare
     params = small_params(
-        words_per_segment=WORDS_PER_SEGMENT,
         allowlist_enabled=True,
-        aggregation="sample_weighted",
-        max_sample_count=MAX_SAMPLES,
-        min_reward_distance=MIN_REWARD_DISTANCE,
-        max_counted_distance=MAX_COUNTED_DISTANCE,
-        close_window=WINDOW,
-        close_fee=CLOSE_FEE,
-        relay_fee=RELAY_FEE,
-        max_share_bps=MAX_SHARE_BPS,
-        max_step=MAX_STEP,
-        max_drift=MAX_DRIFT,
-        drift_window=DRIFT_WINDOW,
+        **MACHINE_RULES,
     )
     env = deploy_environment(
         isolated,
@@ -2372,21 +2379,10 @@ def test_commit_reveal_invariants_hold_under_random_call_sequences(
     deployment with the share cap and the step and drift bounds."""
     # Prepare
     params = small_params(
-        words_per_segment=WORDS_PER_SEGMENT,
         mode="commit_reveal",
         reveal_duration=REVEAL_DURATION,
         commit_bond=BOND,
-        aggregation="sample_weighted",
-        max_sample_count=MAX_SAMPLES,
-        min_reward_distance=MIN_REWARD_DISTANCE,
-        max_counted_distance=MAX_COUNTED_DISTANCE,
-        close_window=WINDOW,
-        close_fee=CLOSE_FEE,
-        relay_fee=RELAY_FEE,
-        max_share_bps=MAX_SHARE_BPS,
-        max_step=MAX_STEP,
-        max_drift=MAX_DRIFT,
-        drift_window=DRIFT_WINDOW,
+        **MACHINE_RULES,
     )
     env = deploy_environment(
         isolated,
