@@ -1,0 +1,545 @@
+"""Reward and aggregation rules tried against the incentive benchmark's attacks, offline.
+
+Run: ``.venv/bin/python -m bench.incentive_rules`` (about ten minutes on 2 cores; ``--quick``:
+IID only, 5 rounds). Writes ``bench/results/incentive_rules.json`` and ``.md``.
+
+``bench.incentives`` measures the contract's rules on a chain and finds the bar of the issue
+"Rewards that pay for training" unmet (the free rider at the guard, the copycat, the Sybils).
+This benchmark asks whether another rule would meet it, before anything is built on-chain: the
+same ten clients, strategies and calibrated settings (read from
+``bench/results/incentives.json``), the rounds played in exact integer arithmetic with
+:mod:`fl_client.aggregation` (the contract's capped sample-weighted mean, the step and drift
+bounds, the direction guard, the distance bound and the free-rider guard), no chain.
+
+Rules that score an update (higher is better; an update left out by a guard is unpaid):
+
+- ``distance_new``: minus its L1 distance from the round's new model (the contract's
+  ``aggregate`` reference).
+- ``progress``: how much nearer the new model it lies than the current one, ``d(u, current) -
+  d(u, new)``, in basis points of the step's L1 norm: a contribution score (L1 caps each weight's
+  part at the step's move there, so scaling an update up does not pay).
+
+Aggregators (what makes the new model): ``mean`` (the contract's), the coordinate-wise
+``median`` and ``trimmed`` mean (three of ten cut at each end), and ``foolsgold`` (Fung et al.,
+"The Limitations of Federated Learning in Sybil Settings", RAID 2020: each client's weight falls
+with the largest cosine similarity of its summed past updates to another client's, so that
+accounts that push one way together lose their weight).
+
+Strategies: those of :mod:`bench.incentives` (the copycat copies the update the rule scored best
+the round before), ``predictor``: a free rider that sends the global model moved along the last
+global step, scaled to an honest update's size (a free rider that passes the guard by a margin and
+bets that the step goes on), and ``sybils_noisy``: the three Sybils each add their own Gaussian
+noise of an honest update's size to the shared push (the Sybils' answer to a similarity rule).
+
+Per round after the first, an attacker that is paid and scores at least as well as *every*
+honest client earns at least as much as each of them under any tier ladder (tiers are monotone
+in the score): the bar fails that round whatever the tiers. The report counts those rounds
+(``beats_all``), the rounds it scores at least as well as the median honest client
+(``beats_median``), and the final accuracy against the clean run of the same aggregator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.common import machine
+from bench.incentives import (
+    CLIENTS,
+    DATASET,
+    SYBILS,
+    Context,
+    CraftedUpdate,
+    PublicBoard,
+    Sybil,
+    evaluate,
+    exact_l1,
+    make_context,
+    members_for,
+    warm_up,
+    within_range,
+)
+from fl_client.aggregation import (
+    aligned,
+    capped_weights,
+    clamp_step,
+    directional_l1,
+    integer_average,
+    step_signs,
+)
+from fl_client.codec import dequantize, quantize
+from fl_client.config import FixedPointFormat, load_config
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COMMAND = ".venv/bin/python -m bench.incentive_rules"
+ROUNDS = 10
+RULES = ("distance_new", "progress")
+AGGREGATORS = ("mean", "median", "trimmed", "foolsgold")
+STRATEGIES = ("free_rider", "predictor", "stale", "noise", "sybils", "sybils_noisy", "copycat")
+TRIM = 3  # cut at each end by the trimmed mean
+NO_SCORE = None
+
+
+# ---------------------------------------------------------------- the rules
+
+
+def l1(a: np.ndarray, b: np.ndarray) -> int:
+    """L1 distance of two quantized vectors."""
+    return int(np.abs(a.astype(np.int64) - b.astype(np.int64)).sum())
+
+
+def progress_bps(current: np.ndarray, new: np.ndarray, update: np.ndarray) -> int:
+    """``d(update, current) - d(update, new)`` in basis points of ``d(current, new)`` (L1), from
+    -10000 (as far behind as the step) to 10000 (every weight moved at least the step's way and
+    size); 0 when the model did not move."""
+    step = l1(current, new)
+    if step == 0:
+        return 0
+    return (l1(update, current) - l1(update, new)) * 10_000 // step
+
+
+def score(rule: str, current: np.ndarray, new: np.ndarray, update: np.ndarray) -> int:
+    """The score ``rule`` gives ``update`` (higher is better)."""
+    if rule == "distance_new":
+        return -l1(update, new)
+    if rule == "progress":
+        return progress_bps(current, new, update)
+    raise ValueError(f"unknown rule {rule!r}")
+
+
+def foolsgold_weights(history: np.ndarray) -> np.ndarray:
+    """FoolsGold's weight per client from ``history`` (clients x weights: each one's summed
+    updates so far), as in Fung et al.'s Algorithm 1 without the feature-importance mask: the
+    largest cosine similarity to another client, pardoned for the more unique client of a pair,
+    mapped through ``1 - max``, normalized to the largest and a logit (kappa 1), clipped to
+    [0, 1]."""
+    n = history.shape[0]
+    norms = np.linalg.norm(history, axis=1)
+    safe = np.where(norms == 0, 1.0, norms)
+    unit = history / safe[:, None]
+    cs = unit @ unit.T
+    np.fill_diagonal(cs, -np.inf)
+    top = cs.max(axis=1)
+    for i in range(n):
+        for j in range(n):
+            if i != j and top[i] < top[j] and top[j] > 0:
+                cs[i, j] *= top[i] / top[j]
+    alpha: np.ndarray = np.clip(1.0 - cs.max(axis=1), 0.0, 1.0)
+    if alpha.max() == 0:
+        return alpha
+    alpha = alpha / alpha.max()
+    alpha[alpha == 1.0] = 0.99
+    with np.errstate(divide="ignore"):
+        logit = np.log(alpha / (1.0 - alpha)) + 0.5
+    return np.asarray(np.clip(logit, 0.0, 1.0))
+
+
+def robust_average(updates: Sequence[np.ndarray], how: str) -> np.ndarray:
+    """The coordinate-wise median or trimmed mean (``TRIM`` cut at each end), rounded."""
+    stack = np.stack([u.astype(np.float64) for u in updates])
+    if how == "median":
+        value = np.median(stack, axis=0)
+    elif how == "trimmed":
+        cut = min(TRIM, (len(updates) - 1) // 2)
+        ordered = np.sort(stack, axis=0)
+        value = ordered[cut : len(updates) - cut].mean(axis=0)
+    else:
+        raise ValueError(f"unknown aggregator {how!r}")
+    rounded: np.ndarray = np.rint(value).astype(np.int64)
+    return rounded
+
+
+# ---------------------------------------------------------------- the Sybils' answer
+
+
+class NoisySybil(CraftedUpdate):
+    """A Sybil that adds its own Gaussian noise, of an honest update's L1 size, to the group's
+    shared push (:class:`bench.incentives.Sybil`), so that the group's updates are no longer
+    alike."""
+
+    def __init__(self, *, push: Sybil, seed: int, **common: Any) -> None:
+        super().__init__(**common)
+        self.push = push
+        self.seed = seed
+
+    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
+        pushed = self.push.craft(current, round_number) - current
+        rng = np.random.default_rng([self.seed, round_number])
+        noise = exact_l1(rng.standard_normal(current.size), self.push.size(round_number), rng)
+        return within_range(current, pushed + noise, self.fmt.max_abs)
+
+
+class Predictor(CraftedUpdate):
+    """A free rider that predicts the round's step from public data: the global model moved
+    along the last global step, on the weights that step moved, scaled to an honest update's L1
+    size (round 1: the global model as it is). It trains on nothing."""
+
+    def __init__(self, *, size: Callable[[int], int], **common: Any) -> None:
+        super().__init__(**common)
+        self.size = size
+
+    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
+        if self.previous is None or not np.any(current != self.previous):
+            return current.copy()
+        rng = np.random.default_rng([0x9E, round_number])
+        step = (current - self.previous).astype(np.float64)
+        moved = np.flatnonzero(step)
+        move = np.zeros(current.size, dtype=np.int64)
+        # Only weights the step moved: a move elsewhere would count against it at the guard.
+        move[moved] = exact_l1(step[moved], self.size(round_number), rng)
+        return within_range(current, move, self.fmt.max_abs)
+
+
+# ---------------------------------------------------------------- a run
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The guards and bounds of ``bench.incentives``' recommended settings for a partition."""
+
+    min_reward_distance: int
+    max_counted_distance: int
+    min_alignment_bps: int
+    max_share_bps: int
+    max_step: int
+    max_drift: int
+    drift_window: int
+
+    @classmethod
+    def from_report(cls, settings: dict[str, Any]) -> Settings:
+        """From a partition's ``settings`` in ``incentives.json``."""
+        return cls(**{name: int(settings[name]) for name in cls.__dataclass_fields__})
+
+
+def members(
+    ctx: Context, strategy: str, settings: Settings, size: Callable[[int], int], board: PublicBoard
+) -> tuple[list[Any], list[str]]:
+    """The ten trainers and their roles (``sybils_noisy``: the Sybils with their own noise;
+    ``predictor``: :class:`Predictor` in the free rider's place)."""
+    base = {"sybils_noisy": "sybils", "predictor": "free_rider"}.get(strategy, strategy)
+    trainers, roles = members_for(
+        ctx, base, guard=settings.min_reward_distance, size=size, board=board
+    )
+    if strategy == "sybils_noisy":
+        for i in range(SYBILS):
+            push = trainers[i]
+            assert isinstance(push, Sybil)
+            trainers[i] = NoisySybil(
+                push=push,
+                seed=1000 + i,
+                fmt=push.fmt,
+                num_weights=push.num_weights,
+                sample_count=push.num_samples,
+            )
+            roles[i] = strategy
+    if strategy == "predictor":
+        rider = trainers[0]
+        assert isinstance(rider, CraftedUpdate)
+        trainers[0] = Predictor(
+            size=size, fmt=rider.fmt, num_weights=rider.num_weights, sample_count=rider.num_samples
+        )
+        roles[0] = strategy
+    return trainers, roles
+
+
+def counted(
+    settings: Settings, current: np.ndarray, last_step: np.ndarray | None, update: np.ndarray
+) -> bool:
+    """The contract's guards that leave an update out: the distance bound and the direction
+    guard (no step yet: every update)."""
+    if settings.max_counted_distance and l1(update, current) > settings.max_counted_distance:
+        return False
+    if last_step is None or not np.any(last_step):
+        return True
+    along, against = directional_l1(current, update, last_step)
+    return aligned(along, against, settings.min_alignment_bps)
+
+
+def run(
+    ctx: Context,
+    strategy: str,
+    aggregator: str,
+    board_rule: str,
+    settings: Settings,
+    *,
+    rounds: int,
+    size: Callable[[int], int],
+    trace: list[tuple[np.ndarray, list[np.ndarray], list[int], np.ndarray]] | None = None,
+) -> dict[str, Any]:
+    """One run: per round and rule, the scores of the honest clients and of the attacker (the
+    copycat copies the update ``board_rule`` scored best). ``trace`` receives each round's
+    (model, updates, declared samples, new model)."""
+    fmt: FixedPointFormat = ctx.fl.fixed_point
+    board = PublicBoard()
+    trainers, roles = members(ctx, strategy, settings, size, board)
+    model = ctx.initial.copy()
+    checkpoint = model.copy()
+    last_step: np.ndarray | None = None
+    history = np.zeros((CLIENTS, ctx.num_weights))
+    honest_distances: list[list[int]] = []
+    records = []
+    for number in range(1, rounds + 1):
+        weights = dequantize(model, fmt)
+        updates = [
+            quantize(t.fit(weights, round_number=number).weights, fmt).values for t in trainers
+        ]
+        samples = [int(t.num_samples) for t in trainers]
+        keep = [counted(settings, model, last_step, u) for u in updates]
+        kept = [i for i in range(CLIENTS) if keep[i]]
+        honest_distances.append(
+            [l1(updates[i], model) for i in range(CLIENTS) if roles[i] == "honest"]
+        )
+        new = model.copy()
+        if kept:
+            if aggregator in ("mean", "foolsgold"):
+                factor = np.ones(CLIENTS)
+                if aggregator == "foolsgold":
+                    for i in range(CLIENTS):
+                        history[i] += updates[i] - model
+                    factor = foolsgold_weights(history)
+                capped = capped_weights([samples[i] for i in kept], settings.max_share_bps)
+                scaled = [
+                    round(float(c * factor[i]) * 1000) for c, i in zip(capped, kept, strict=True)
+                ]
+                pairs = [(updates[i], w) for i, w in zip(kept, scaled, strict=True) if w > 0]
+                if pairs:
+                    new = integer_average([p[0] for p in pairs], [p[1] for p in pairs])
+            else:
+                new = robust_average([updates[i] for i in kept], aggregator)
+            new, _ = clamp_step(
+                new, model, checkpoint, max_step=settings.max_step, max_drift=settings.max_drift
+            )
+        if trace is not None:
+            trace.append((model, updates, samples, new))
+        paid = [
+            keep[i] and min(l1(u, model), l1(u, new)) >= settings.min_reward_distance
+            for i, u in enumerate(updates)
+        ]
+        scores = {
+            rule: [
+                score(rule, model, new, u) if paid[i] else NO_SCORE for i, u in enumerate(updates)
+            ]
+            for rule in RULES
+        }
+        board.revealed[number] = [
+            (s if s is not None else -(2**62), updates[i]) for i, s in enumerate(scores[board_rule])
+        ]
+        records.append({"round": number, "roles": roles, "scores": scores, "counted": keep})
+        if settings.max_drift and settings.drift_window and number % settings.drift_window == 0:
+            checkpoint = new.copy()
+        step = step_signs(model, new)
+        last_step = step if np.any(step) else last_step
+        model = new
+    return {
+        "strategy": strategy,
+        "aggregator": aggregator,
+        "board_rule": board_rule,
+        "rounds": records,
+        "accuracy": round(100 * evaluate(ctx, model), 2),
+        "honest_distances": honest_distances,
+    }
+
+
+def summarize(result: dict[str, Any], rule: str) -> dict[str, Any]:
+    """Rounds after the first in which the attacker was paid and, by ``rule``, scored at least as
+    well as every honest client (``beats_all``) or as the median one (``beats_median``)."""
+    beats_all: list[int] = []
+    beats_median: list[int] = []
+    paid: list[int] = []
+    for record in result["rounds"][1:]:
+        pairs = list(zip(record["scores"][rule], record["roles"], strict=True))
+        honest = [s for s, r in pairs if r == "honest"]
+        attacker = [s for s, r in pairs if r != "honest"]
+        paid_honest = [s for s in honest if s is not None]
+        paid_attacker = [s for s in attacker if s is not None]
+        if not paid_attacker:
+            continue
+        paid.append(record["round"])
+        mine = statistics.median(paid_attacker)
+        if not paid_honest or mine >= max(paid_honest):
+            beats_all.append(record["round"])
+        if not paid_honest or mine >= statistics.median(paid_honest):
+            beats_median.append(record["round"])
+    return {"paid": paid, "beats_all": beats_all, "beats_median": beats_median}
+
+
+# ---------------------------------------------------------------- the grid and the report
+
+
+def partition_report(
+    partition: str, settings: Settings, *, rounds: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Every (aggregator, strategy, rule) run of one partition, beside the clean runs."""
+    fl = load_config().fl.with_overrides(dataset=DATASET, clients=CLIENTS, rounds=rounds)
+    ctx = make_context(fl, partition)
+    warm_up(ctx)
+    clean = {}
+    for aggregator in AGGREGATORS:
+        clean[aggregator] = run(
+            ctx, "honest", aggregator, "distance_new", settings, rounds=rounds, size=lambda r: 0
+        )
+        log(f"{partition} clean {aggregator}: {clean[aggregator]['accuracy']} %")
+    typical = [int(statistics.median(d)) for d in clean["mean"]["honest_distances"]]
+
+    def size(number: int) -> int:
+        return typical[min(number, len(typical)) - 1]
+
+    runs = []
+    for aggregator in AGGREGATORS:
+        for strategy in STRATEGIES:
+            # The copycat's choice follows the rule; every other run serves both rules.
+            for board_rule in RULES if strategy == "copycat" else (RULES[0],):
+                result = run(
+                    ctx, strategy, aggregator, board_rule, settings, rounds=rounds, size=size
+                )
+                accuracy = result["accuracy"]
+                delta = round(accuracy - clean[aggregator]["accuracy"], 2)
+                for rule in (board_rule,) if strategy == "copycat" else RULES:
+                    summary = summarize(result, rule)
+                    runs.append(
+                        {
+                            "strategy": strategy,
+                            "aggregator": aggregator,
+                            "rule": rule,
+                            "accuracy": accuracy,
+                            "vs_clean_pp": delta,
+                            **summary,
+                        }
+                    )
+                    log(f"{partition} {aggregator} {strategy} {rule}: {summary} {delta:+} pp")
+    return {
+        "partition": partition,
+        "settings": settings.__dict__,
+        "clean_accuracy": {a: clean[a]["accuracy"] for a in AGGREGATORS},
+        "runs": runs,
+    }
+
+
+def verdict(partitions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (aggregator, rule): the attacks that, in some round after the first, score at least
+    as well as every honest client (the bar fails then under any tiers), and those that move the
+    final accuracy more than 1 pp from the clean run of the same aggregator."""
+    rows = []
+    for aggregator in AGGREGATORS:
+        for rule in RULES:
+            beaten: list[str] = []
+            accuracy: list[str] = []
+            for part in partitions:
+                for r in part["runs"]:
+                    if r["aggregator"] != aggregator or r["rule"] != rule:
+                        continue
+                    name = f"{part['partition']}/{r['strategy']}"
+                    if r["beats_all"]:
+                        beaten.append(name)
+                    if abs(r["vs_clean_pp"]) > 1.0:
+                        accuracy.append(name)
+            rows.append(
+                {
+                    "aggregator": aggregator,
+                    "rule": rule,
+                    "outscore_every_honest": sorted(set(beaten)),
+                    "accuracy_off_by_more_than_1pp": sorted(set(accuracy)),
+                }
+            )
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown."""
+    lines = [
+        "# Reward rules tried offline",
+        "",
+        f"`{report['command']}`: {report['seconds'] / 60:.0f} minutes on {report['machine']['cpus']} "
+        "cores. No chain: the rounds of `bench.incentives` played in exact integer arithmetic "
+        "(`fl_client.aggregation`), with its strategies and its calibrated guards and bounds. "
+        "*Outscores every honest client*: in some round after the first the attacker was paid "
+        "and scored at least as well as each honest client, so that any tier ladder pays it at "
+        "least as much as each of them: the bar fails there whatever the tiers.",
+        "",
+        "| aggregator | rule | outscores every honest client | accuracy > 1 pp off the clean run |",
+        "|---|---|---|---|",
+    ]
+    for row in report["verdict"]:
+        lines.append(
+            f"| {row['aggregator']} | {row['rule']} | "
+            f"{', '.join(row['outscore_every_honest']) or 'none'} | "
+            f"{', '.join(row['accuracy_off_by_more_than_1pp']) or 'none'} |"
+        )
+    for part in report["partitions"]:
+        clean = ", ".join(f"{a} {v} %" for a, v in part["clean_accuracy"].items())
+        lines += [
+            "",
+            f"## {part['partition']}",
+            "",
+            f"Clean runs (ten honest clients): {clean}.",
+            "",
+            "| aggregator | rule | strategy | paid in rounds | outscores every honest | "
+            "outscores the median honest | final accuracy % | vs clean (pp) |",
+            "|---|---|---|---|---|---|---:|---:|",
+        ]
+        for r in part["runs"]:
+            lines.append(
+                f"| {r['aggregator']} | {r['rule']} | {r['strategy']} | "
+                f"{_rounds(r['paid'])} | {_rounds(r['beats_all'])} | "
+                f"{_rounds(r['beats_median'])} | {r['accuracy']} | {r['vs_clean_pp']:+} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _rounds(numbers: Sequence[int]) -> str:
+    return " ".join(str(n) for n in numbers) if numbers else "none"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the grid, write the JSON and the Markdown."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="IID only, 5 rounds")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--partitions", nargs="+", default=["iid", "dirichlet"])
+    parser.add_argument("--settings", type=Path, default=RESULTS / "incentives.json")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    rounds = 5 if args.quick else args.rounds
+    partitions = ["iid"] if args.quick else args.partitions
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:7.1f} s] {message}", flush=True)
+
+    calibrated = {
+        p["partition"]: Settings.from_report(p["settings"])
+        for p in json.loads(args.settings.read_text(encoding="utf-8"))["partitions"]
+    }
+    report: dict[str, Any] = {
+        "command": COMMAND + (" --quick" if args.quick else ""),
+        "machine": machine(),
+        "rounds": rounds,
+        "settings_from": str(args.settings.name),
+        "partitions": [
+            partition_report(p, calibrated[p], rounds=rounds, log=log) for p in partitions
+        ],
+    }
+    report["verdict"] = verdict(report["partitions"])
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "incentive_rules.json").write_text(
+        json.dumps(report, indent=2) + "\n", encoding="utf-8"
+    )
+    text = markdown(report)
+    (args.out / "incentive_rules.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
