@@ -34,7 +34,7 @@ from fl_client.chain import (
     settlement_receipt,
 )
 from fl_client.client_secret import simulation_secret
-from fl_client.closer import MaskedRoundCloser, RoundCloser
+from fl_client.closer import MaskedRoundCloser, RoundCloser, closer_for
 from fl_client.codec import OFFSET, encode, pack, unpack, vector_hash
 from fl_client.config import FixedPointFormat
 from fl_client.data import Shard
@@ -56,6 +56,7 @@ from fl_client.paths import (
     PathContext,
     RelayedPath,
     SubmissionPath,
+    own_words_first,
 )
 from fl_client.relay import Relay
 from fl_client.trainer import FitResult, LocalTrainer, ShardTrainer
@@ -327,6 +328,52 @@ def test_a_relayed_participant_is_registered_and_closed_by_the_relay_and_settled
     # the close paid its fee and the relay fee of each update it carried
     assert credit(contract, relayer) == CLOSE_FEE + 3 * RELAY_FEE
     assert relay.words(1, participants[0].account) == participants[0].trained(1).update.words
+
+
+def test_a_relayed_client_closes_with_its_own_words_when_its_relay_went_away(
+    isolated: Chain, coordinators: dict[str, Contract], clients: list[str], relayer: str
+) -> None:
+    # Prepare: one relayed client and two direct ones; the relay registers the relayed update,
+    # then goes away with its words
+    contract = coordinators["plain"]
+    view = CoordinatorView.read(isolated, contract)
+    relay = Relay(chain=isolated, contract=contract, account=relayer, view=view)
+    paths: list[RelayedPath] = []
+
+    def relayed(context: PathContext) -> RelayedPath:
+        paths.append(RelayedPath(context, relay, fallback_margin=60))
+        return paths[-1]
+
+    participants = [make_participant(isolated, contract, clients[0], 0, relayed)] + [
+        make_participant(isolated, contract, clients[i], i) for i in (1, 2)
+    ]
+    for participant in participants:
+        act(participant)
+    relay.register()
+    path = paths[0]
+
+    def gone(round_number: int, client: str) -> tuple[int, ...] | None:
+        return None
+
+    closer = closer_for(
+        chain=isolated,
+        contract=contract,
+        account=clients[0],
+        view=view,
+        relayed_words=own_words_first(path.words, gone),
+    )
+    # Execute: the relayed client closes the round itself, before the close window ends
+    receipts = closer.close(now=isolated.timestamp())
+    # Assert: closed with every update in; the client knows only its own words
+    assert len(receipts) == 1
+    assert read_round(contract).number == 2
+    outcomes = [p.outcome(1) for p in participants]
+    assert all(o is not None and o.counted for o in outcomes)
+    average = integer_average([values_of(o) for o in outcomes if o is not None])
+    assert model_values(contract).tolist() == average.tolist()
+    assert path.words(1, clients[0]) == participants[0].trained(1).update.words
+    assert path.words(1, clients[1]) is None
+    assert path.words(2, clients[0]) is None
 
 
 def test_a_commit_reveal_participant_posts_its_bond_and_gets_it_back_with_its_reveal(

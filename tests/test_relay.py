@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,9 +31,12 @@ from fl_client.chain import (
     read_entries,
     read_progress,
     read_round,
+    relay_function,
+    send,
     sign_update,
     update_typed_data,
 )
+from fl_client.chain.signing import malleable_twin
 from fl_client.codec import pack, segment_hashes, unpack, vector_hash
 from fl_client.errors import RelayUnreachableError, UpdateRefusedError
 from fl_client.node import free_port
@@ -237,6 +242,102 @@ def test_a_refusal_costs_the_relay_nothing(
     assert relay.register() == []
     assert relay.poll() == []
     assert nonce(isolated, relayer) == sent
+
+
+def test_signature_forms_the_contract_refuses_are_refused_at_hand_over(
+    relay: Relay, isolated: Chain, coordinator: Contract, client_a: str
+) -> None:
+    good = signed(isolated, coordinator, client_a, vector(1))
+    sig = good.signature
+    # eth-account recovers the signer from each of these; the contract takes none of them, and
+    # one of them in a batch would revert the batch.
+    refused(
+        relay,
+        replace(good, signature=replace(sig, v=sig.v - 27)),
+        f"signature.v is {sig.v - 27}: the contract takes 27 or 28",
+    )
+    refused(
+        relay,
+        replace(good, signature=replace(sig, v=300)),
+        "signature.v is 300: the contract takes 27 or 28",
+    )
+    refused(
+        relay,
+        replace(good, signature=malleable_twin(sig)),
+        "signature r or s is out of range (the contract takes 0 < r < n and a low s, "
+        "0 < s <= n/2, so that a signature has one form)",
+    )
+    relay.hand_over(good)  # the canonical form is taken
+    assert relay.pending() == 1
+
+
+def test_what_the_contract_would_refuse_is_refused_at_hand_over_with_its_error(
+    relay: Relay, isolated: Chain, coordinator: Contract, client_a: str, relayer: str
+) -> None:
+    sent = nonce(isolated, relayer)
+    refused(
+        relay,
+        signed(isolated, coordinator, client_a, vector(1), sample_count=1001),
+        "the contract would refuse it: CoordinatorInvalidSampleCount(sampleCount=1001, max=1000)",
+    )
+    assert nonce(isolated, relayer) == sent  # a free call, nothing sent
+
+
+def test_a_round_refuses_more_relayed_updates_than_it_has_places(
+    relay: Relay, isolated: Chain, coordinator: Contract, clients: list[str]
+) -> None:
+    for i in range(3):
+        relay.hand_over(signed(isolated, coordinator, clients[i], vector(i)))
+    refused(
+        relay,
+        signed(isolated, coordinator, clients[3], vector(3)),
+        "round 1 is full: 0 update(s) registered and 3 waiting here, for 3 places",
+    )
+
+
+def test_register_sends_no_more_updates_than_the_places_left(
+    relay: Relay, isolated: Chain, coordinator: Contract, clients: list[str]
+) -> None:
+    # Prepare: three pending for three places, then a fourth client takes one directly
+    for i in range(3):
+        relay.hand_over(signed(isolated, coordinator, clients[i], vector(i)))
+    submit(isolated, coordinator, clients[3], vector(3))
+    # Execute: the batch of three would revert (CoordinatorRoundFull); two are sent
+    receipts = relay.register()
+    # Assert
+    assert [e["client"] for r in receipts for e in events(coordinator, "UpdateRelayed", r)] == [
+        clients[0],
+        clients[1],
+    ]
+    assert read_round(coordinator).submissions == 3
+    assert relay.register() == []  # the third waits, and goes when the round does
+
+
+def test_an_update_registered_first_by_someone_else_keeps_its_words_for_the_close(
+    relay: Relay, isolated: Chain, coordinator: Contract, clients: list[str]
+) -> None:
+    # Prepare: someone copies a's signed update (from the relay's pending batch) and registers it
+    updates = [signed(isolated, coordinator, clients[i], vector(i)) for i in range(3)]
+    for update in updates:
+        relay.hand_over(update)
+    front_runner = clients[5]
+    send(
+        isolated,
+        relay_function(coordinator, 1, [updates[0]]),
+        front_runner,
+        what="front-run",
+    )
+    # Execute
+    relay.register()
+    # Assert: a's entry is the front-runner's registration; the relay still has its words and
+    # closes the round with them
+    assert relay.words(1, clients[0]) == updates[0].words
+    assert [e.client for e in read_entries(coordinator)] == clients[:3]
+    mine_at(isolated, read_round(coordinator).deadline)
+    relay.poll()
+    assert read_round(coordinator).number == 2
+    expected = integer_average([vector(i) for i in range(3)])
+    assert np.array_equal(model_values(coordinator), expected)
 
 
 # ---------------------------------------------------------------- registering and closing
@@ -482,3 +583,35 @@ def test_a_relay_client_with_nothing_listening_raises_relay_unreachable() -> Non
     ):
         handle.hand_over(update)
     assert handle.words(1, update.client) is None  # a closer goes on without it
+
+
+def test_the_poller_outlives_a_poll_that_fails_unexpectedly(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = relay.poll
+
+    def flaky() -> list[Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("not a chain error")
+        return original()
+
+    monkeypatch.setattr(relay, "poll", flaky)
+    with serving(relay, poll_interval=0.05):
+        deadline = time.monotonic() + 20
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(calls) >= 3
+
+
+def test_the_server_refuses_words_that_are_not_hex_with_a_400(
+    relay: Relay, isolated: Chain, coordinator: Contract, client_a: str
+) -> None:
+    body = {**to_json(signed(isolated, coordinator, client_a, vector(1))), "words": "0xzz"}
+    with serving(relay) as url:
+        answer = requests.post(f"{url}/updates", json=body, timeout=30)
+    assert (answer.status_code, answer.json()) == (
+        400,
+        {"error": "words is not a hex string of whole bytes"},
+    )

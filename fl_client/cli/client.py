@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from fl_client.closer import closer_for
     from fl_client.node import state_dir
     from fl_client.participant import Participant, RoundOutcome
-    from fl_client.paths import PathContext, path_for
+    from fl_client.paths import PathContext, RelayedPath, own_words_first, path_for
     from fl_client.privacy_setup import client_trainer, privacy_setup
     from fl_client.relay import RelayClient
     from fl_client.runner import ParticipantLoop
@@ -128,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
         contract=contract,
         account=account,
         view=view,
-        relayed_words=relay.words if relay is not None else None,
+        relayed_words=own_words_first(path.words, relay.words if relay is not None else None)
+        if isinstance(path, RelayedPath)
+        else None,
     )
     loop = ParticipantLoop(
         participant,

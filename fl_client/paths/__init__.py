@@ -10,7 +10,7 @@ from fl_client.paths.base import PathContext, SubmissionPath, Update, UpdateFact
 from fl_client.paths.commit_reveal import CommitRevealPath
 from fl_client.paths.direct import DirectPath
 from fl_client.paths.masked import MaskedPath
-from fl_client.paths.relayed import RelayedPath, RelayEndpoint, signed_update
+from fl_client.paths.relayed import RelayedPath, RelayEndpoint, own_words_first, signed_update
 
 
 def path_for(
@@ -38,6 +38,7 @@ __all__ = [
     "SubmissionPath",
     "Update",
     "UpdateFactory",
+    "own_words_first",
     "path_for",
     "signed_update",
 ]

@@ -5,6 +5,7 @@ leaves out sees it on-chain and submits directly before the deadline."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from fl_client.chain import Call, RoundInfo, SignedUpdate, sign_update, update_typed_data
@@ -44,6 +45,21 @@ def signed_update(context: PathContext, update: Update) -> SignedUpdate:
     )
 
 
+def own_words_first(
+    own: Callable[[int, str], tuple[int, ...] | None],
+    relay: Callable[[int, str], tuple[int, ...] | None] | None,
+) -> Callable[[int, str], tuple[int, ...] | None]:
+    """A closer's source of relayed words: the client's own first, then the relay's."""
+
+    def words(round_number: int, client: str) -> tuple[int, ...] | None:
+        found = own(round_number, client)
+        if found is None and relay is not None:
+            found = relay(round_number, client)
+        return found
+
+    return words
+
+
 class RelayedPath:
     """Hand the signed update to the relay once; fall back to ``submit`` when the relay has not
     registered it ``fallback_margin`` seconds before the deadline."""
@@ -54,8 +70,16 @@ class RelayedPath:
         self.context = context
         self.relay = relay
         self.fallback_margin = fallback_margin
-        self._handed: set[int] = set()
+        self._handed: dict[int, tuple[int, ...]] = {}  # round -> the words handed over
         self._direct = DirectPath(context)
+
+    def words(self, round_number: int, client: str) -> tuple[int, ...] | None:
+        """This client's own relayed words of ``round_number``, for a close: a relay that
+        registered the update and then went away (or withholds the words) cannot get the client
+        left out, since the client closes with its own words."""
+        if client != self.context.account:
+            return None
+        return self._handed.get(round_number)
 
     def act(self, info: RoundInfo, update: UpdateFactory, *, now: int) -> list[Call]:
         """Nothing to send while the relay does its work; the direct submission as a fallback."""
@@ -63,8 +87,9 @@ class RelayedPath:
         if info.phase != "Open" or now >= info.deadline or ctx.submitted(info.number):
             return []
         if info.number not in self._handed:
-            self.relay.hand_over(signed_update(ctx, update()))
-            self._handed.add(info.number)
+            signed = signed_update(ctx, update())
+            self.relay.hand_over(signed)
+            self._handed = {info.number: signed.words}  # the latest round's only
             return []
         if now < info.deadline - self.fallback_margin:
             return []

@@ -2,9 +2,14 @@
 words into the round's closes (it pays the gas and is reimbursed from the pool by the fees).
 
 It checks an update before it spends gas on it: the open round, the signature (eth-account
-recovers the signer), the words against the signed hashes, the range of every weight, and that
-the client has no update in the round yet. It cannot change an update: the contract checks the
-signature again and the close checks the words against the signed hashes.
+recovers the signer; the form the contract takes: ``v`` 27 or 28, low ``s``), the words against
+the signed hashes, the range of every weight, that the client has no update in the round yet and
+that the round has a place left, and then runs the registration of that update alone as a free
+call, so that whatever else the contract would refuse (eligibility, sample count, privacy
+budget) is refused at hand-over with the contract's error. Before each batch it runs every
+update alone again and drops the ones the chain would now refuse: one bad update cannot revert
+the batch of the others. It cannot change an update: the contract checks the signature again and
+the close checks the words against the signed hashes.
 """
 
 from __future__ import annotations
@@ -21,16 +26,18 @@ from fl_client.chain import (
     Chain,
     CoordinatorView,
     SignedUpdate,
+    call_with_retry,
     read_progress,
     read_round,
     recover_update_signer,
     relay_function,
     send,
+    translate,
     update_typed_data,
 )
 from fl_client.closer import RoundCloser
 from fl_client.codec import segment_hashes, unpack, vector_hash
-from fl_client.errors import CodecError, UpdateRefusedError
+from fl_client.errors import CodecError, ContractRevertError, UpdateRefusedError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 _REGISTER_GAS = 90_000
 _REGISTER_GAS_PER_SEGMENT = 25_000
 _REGISTER_BYTES = 32 * 8  # an update's tuple in the calldata, without its hashes
+# secp256k1's group order: the contract (OpenZeppelin ECDSA) takes s <= n / 2 only.
+_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
 class Relay:
@@ -87,8 +96,38 @@ class Relay:
                 raise UpdateRefusedError(
                     f"{update.client} already has an update in round {info.number}"
                 )
+            waiting = sum(1 for k in self._pending if k[0] == info.number)
+            if info.submissions + waiting >= self.view.target:
+                raise UpdateRefusedError(
+                    f"round {info.number} is full: {info.submissions} update(s) registered and "
+                    f"{waiting} waiting here, for {self.view.target} places"
+                )
+        self._refusal(update, info.number, raise_it=True)
+        with self._lock:
+            if key in self._pending:
+                raise UpdateRefusedError(
+                    f"{update.client} already handed an update for round {info.number}"
+                )
             self._pending[key] = update
         logger.info("relay: took %s's update for round %d", update.client, info.number)
+
+    def _refusal(
+        self, update: SignedUpdate, round_number: int, *, raise_it: bool = False
+    ) -> ContractRevertError | None:
+        """What the contract would say to registering ``update`` alone now (a free call):
+        ``None`` when it would take it. With ``raise_it``, a refusal is raised as
+        :class:`UpdateRefusedError`."""
+        function = relay_function(self.contract, round_number, [update])
+        try:
+            call_with_retry(lambda: function.call({"from": self.account}))
+        except Exception as exc:
+            error = translate(exc, self.contract.abi, "submitRelayed")
+            if not isinstance(error, ContractRevertError):
+                raise error from exc
+            if raise_it:
+                raise UpdateRefusedError(f"the contract would refuse it: {error}") from None
+            return error
+        return None
 
     def _check(self, update: SignedUpdate) -> None:
         view = self.view
@@ -109,6 +148,15 @@ class Relay:
             raise UpdateRefusedError("the segment hashes do not match the words")
         if not 0 < update.sample_count <= 2**32 - 1:
             raise UpdateRefusedError(f"sampleCount {update.sample_count} is out of range")
+        signature = update.signature
+        if signature.v not in (27, 28):
+            raise UpdateRefusedError(f"signature.v is {signature.v}: the contract takes 27 or 28")
+        r, s = int.from_bytes(signature.r, "big"), int.from_bytes(signature.s, "big")
+        if not (0 < r < _SECP256K1_N and 0 < s <= _SECP256K1_N // 2):
+            raise UpdateRefusedError(
+                "signature r or s is out of range (the contract takes 0 < r < n and a low s, "
+                "0 < s <= n/2, so that a signature has one form)"
+            )
         typed = update_typed_data(
             chain_id=view.chain_id,
             contract=view.address,
@@ -149,24 +197,43 @@ class Relay:
             self._pending = {k: u for k, u in self._pending.items() if k[0] >= info.number}
         if not due or info.phase != "Open":
             return []
-        # A client may have fallen back to submitting directly meanwhile: its relayed update would
-        # revert the whole batch (CoordinatorUpdateReplayed), so it is dropped here.
+        # A client may have fallen back to submitting directly meanwhile, or someone may have
+        # registered its signed update first (copied from this relay's pending transaction): it
+        # would revert the whole batch (CoordinatorUpdateReplayed). When the chain holds this very
+        # update, the relay keeps its words for the close; otherwise it drops it.
         already = [
             u for u in due if read_progress(self.contract, u.client).round_number == info.number
         ]
-        if already:
+        for update in already:
+            held = self._holds_on_chain(update)
+            key = (update.round_number, update.client)
             with self._lock:
-                for update in already:
+                self._pending.pop(key, None)
+                if held:
+                    self._registered[key] = update
+            logger.info(
+                "relay: %s's update for round %d is on-chain already (%s)",
+                update.client,
+                info.number,
+                "registered by another account: its words kept for the close"
+                if held
+                else "another update: dropped",
+            )
+        due = [u for u in due if u not in already]
+        # Whatever else changed since hand-over (eligibility, a budget, ...) drops that update
+        # alone, before it can revert a batch.
+        for update in list(due):
+            error = self._refusal(update, info.number)
+            if error is not None:
+                with self._lock:
                     self._pending.pop((update.round_number, update.client), None)
-            for update in already:
-                logger.info(
-                    "relay: dropped %s's update for round %d (it has an update in the round already)",
-                    update.client,
-                    info.number,
+                logger.warning(
+                    "relay: dropped %s's update for round %d: %s", update.client, info.number, error
                 )
-            due = [u for u in due if u not in already]
-            if not due:
-                return []
+                due.remove(update)
+        due = due[: max(0, self.view.target - read_round(self.contract).submissions)]
+        if not due:
+            return []
         per_update_gas = _REGISTER_GAS + _REGISTER_GAS_PER_SEGMENT * self.view.num_segments
         per_update_bytes = _REGISTER_BYTES + 32 * self.view.num_segments
         batch = max(
@@ -187,6 +254,15 @@ class Relay:
                     self._registered[key] = update
             logger.info("relay: registered %d update(s) for round %d", len(part), info.number)
         return receipts
+
+    def _holds_on_chain(self, update: SignedUpdate) -> bool:
+        """Whether the chain's segment hashes for ``update.client`` are ``update``'s."""
+        functions = self.contract.functions
+        for segment, expected in enumerate(update.segment_hashes):
+            function = functions.segmentHash(update.client, segment)
+            if bytes(call_with_retry(function.call)) != expected:
+                return False
+        return True
 
     def poll(self) -> list[TxReceipt]:
         """Register what is pending and close the round when it can be closed."""

@@ -92,12 +92,17 @@ async def _poller(app: web.Application, interval: float) -> None:
             await loop.run_in_executor(app[WORKER_KEY], app[RELAY_KEY].poll)
         except ChainError as exc:
             logger.warning("relay: %s", exc)
+        except Exception:  # the poller must outlive any one bad poll; the next one tries again
+            logger.exception("relay: a poll failed")
         await asyncio.sleep(interval)
 
 
 def make_app(relay: Relay, *, poll_interval: float = 0.5) -> web.Application:
     """The relay's aiohttp application (with its poller)."""
-    app = web.Application()
+    # A whole update as JSON (64 hex digits a word, 66 a segment hash) and room for the rest:
+    # aiohttp's default 1 MiB would refuse updates above about 16,000 words.
+    view = relay.view
+    app = web.Application(client_max_size=64 * view.num_words + 70 * view.num_segments + 65_536)
     app[RELAY_KEY] = relay
     app[WORKER_KEY] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-chain")
     app.router.add_post("/updates", post_update)

@@ -19,7 +19,10 @@ def words_to_hex(words: tuple[int, ...] | list[int]) -> str:
 
 def words_from_hex(text: str) -> tuple[int, ...]:
     """The inverse of :func:`words_to_hex`."""
-    raw = bytes.fromhex(text.removeprefix("0x"))
+    try:
+        raw = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise UpdateRefusedError("words is not a hex string of whole bytes") from None
     if len(raw) % WORD_BYTES:
         raise UpdateRefusedError(f"words: {len(raw)} bytes is not a whole number of 32-byte words")
     return tuple(
