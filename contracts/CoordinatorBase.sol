@@ -181,6 +181,8 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     mapping(address dealer => mapping(uint256 holder => uint256 share)) internal _revealedShares;
     mapping(address dealer => uint256 packed) internal _revealedMask;
     mapping(address dealer => uint256 secret) internal _recoveredKeys;
+    // Dealers whose committed shares did not rebuild their key: kept out of every later cohort.
+    mapping(address dealer => bool) internal _faultyDealers;
     // Privacy ledger: one participation's RDP per order and the per-order conversion term, and
     // each client's participations (every participation has the same curve).
     uint256[] internal _rdpPerParticipation;
@@ -538,12 +540,19 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     /// Records one participation of `client` against its privacy budget, or reverts when it
     /// would exceed it (no ledger: nothing to do).
     function _chargePrivacy(address client) internal {
+        uint256 count = _requireBudget(client);
+        if (count != 0) _participations[client] = count;
+    }
+
+    /// Reverts when one more participation of `client` would exceed the privacy budget (paths
+    /// that take a bond or a cohort place check it first, so that nothing is forfeited for it);
+    /// the participation count it would reach (0: no budget kept).
+    function _requireBudget(address client) internal view returns (uint256 count) {
         uint256 budget = _config.epsilonBudget;
-        if (budget == 0) return;
-        uint256 count = _participations[client] + 1;
+        if (budget == 0) return 0;
+        count = _participations[client] + 1;
         uint256 epsilon = _epsilonAfter(count);
         if (epsilon > budget) revert CoordinatorPrivacyBudgetExceeded(client, epsilon, budget);
-        _participations[client] = count;
     }
 
     /// Epsilon (1e-6 units) after `count` participations: RDP composes additively at each order,

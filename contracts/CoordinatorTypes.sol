@@ -188,6 +188,9 @@ interface CoordinatorTypes {
     /// @notice A masking key with x-coordinate `x` is registered already this round (a copy, or
     /// its negation: the same key to the masks).
     error CoordinatorKeyReused(uint256 x);
+    /// @notice `dealer` once committed to shares that did not rebuild its masking key (which
+    /// ended that round): it may not join a cohort again.
+    error CoordinatorFaultyDealer(address dealer);
     /// @notice `dealer`'s share for member `holder` does not match the dealer's commitment.
     error CoordinatorBadShare(address dealer, uint256 holder);
     /// @notice `account` did not drop out of the round.

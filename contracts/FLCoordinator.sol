@@ -170,7 +170,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     /// @param count Number of segments to load.
     function loadZeroModel(uint256 firstSegment, uint256 count) external onlyOwner {
         _beforeLoad(firstSegment);
-        if (count == 0 || firstSegment + count > _config.numSegments) {
+        if (count == 0 || count > _config.numSegments - firstSegment) {
             revert CoordinatorWrongLength(_config.numSegments - firstSegment, count);
         }
         uint256[] memory chunk = new uint256[](_config.wordsPerSegment);

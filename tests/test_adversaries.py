@@ -214,14 +214,14 @@ def segment_closed(
     closer: str, segment: int, entries: int, relayed: int, *, round_number: int = 1
 ) -> dict[str, Any]:
     """The ``SegmentClosed`` event of a close that summed ``entries`` updates, ``relayed`` of
-    them carried by it (no step or drift bound: nothing clamped)."""
+    them carried by it (no step or drift bound: nothing clamped; a close of nothing earns no fee)."""
     return {
         "round": round_number,
         "segment": segment,
         "closer": closer,
         "entries": entries,
         "relayed": relayed,
-        "fee": CLOSE_FEE + RELAY_FEE * relayed,
+        "fee": CLOSE_FEE + RELAY_FEE * relayed if entries else 0,
         "clamped": 0,
     }
 

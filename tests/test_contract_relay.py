@@ -453,7 +453,10 @@ def test_a_round_whose_every_entry_is_dropped_keeps_its_model(
     assert (f.globalModel().call(), f.modelHash().call()) == before
     assert model_values(contract) == [-5] * SMALL_WEIGHTS
     [closed] = events(contract, "SegmentClosed", receipt)
-    assert (closed["entries"], closed["relayed"], closed["fee"]) == (0, 0, 7)
+    # a close that averages nothing earns no fee: closing nothing is no way to farm the pool
+    assert (closed["entries"], closed["relayed"], closed["fee"]) == (0, 0, 0)
+    assert f.credit(relayer).call() == 0
+    assert events(contract, "RoundClosed", receipt)[0]["submissions"] == 0
 
 
 def test_relayed_words_that_do_not_match_the_signed_hashes_revert(

@@ -361,6 +361,10 @@ def test_model_load_with_wrong_lengths_reverts(
         send(isolated, f.loadZeroModel(0, 0), owner)
     with reverts("CoordinatorWrongLength", expected=3, given=4):
         send(isolated, f.loadZeroModel(0, 4), owner)
+    # a count that would wrap around is refused by name, not by an arithmetic panic
+    send(isolated, f.loadZeroModel(0, 1), owner)
+    with reverts("CoordinatorWrongLength", expected=2, given=2**256 - 1):
+        send(isolated, f.loadZeroModel(1, 2**256 - 1), owner)
 
 
 def test_model_load_with_segments_of_several_words_needs_whole_segments(

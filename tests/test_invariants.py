@@ -812,7 +812,8 @@ def predict_close(
     if ref.round_number % DRIFT_WINDOW == 0:  # the segment becomes the next checkpoint
         state.checkpoint[first_word:end_word] = written
     state.next_model.extend(written)
-    fee = state.credit(sender, CLOSE_FEE + RELAY_FEE * relayed_included)
+    # A segment that averaged nothing earns no fee.
+    fee = state.credit(sender, CLOSE_FEE + RELAY_FEE * relayed_included) if chunks else 0
     events.append(
         (
             "SegmentClosed",

@@ -578,16 +578,23 @@ def test_every_path_charges_a_participation_against_the_budget(
     assert spent(contract, client) == (1, one)
     driver.end(1)
     assert read_round(contract).number == 2
-    # Assert: ... and the participation of round 2 would exceed the budget.
-    driver.prepare(2)
+    # Assert: ... and the participation of round 2 would exceed the budget. A path that takes a
+    # bond or a cohort place first (commit, registerKey) refuses there, so that nothing is
+    # forfeited and no cohort waits for a member that cannot submit.
+    bonds = contract.functions.bonds().call()
+    prepared: list[int] = []
     with reverts(
         "CoordinatorPrivacyBudgetExceeded",
         client=client,
         epsilon=micro_after(curve, 2),
         budget=one,
     ):
+        driver.prepare(2)
+        prepared.append(2)
         driver.participate(2)
+    assert prepared == ([] if path in ("reveal", "masked") else [2])
     assert spent(contract, client) == (1, one)
+    assert contract.functions.bonds().call() == bonds  # no bond taken for it
     # the other account (relayer, closer) spends nothing; a masked partner its own participation
     assert spent(contract, other) == ((1, one) if path == "masked" else (0, 0))
 

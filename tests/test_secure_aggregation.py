@@ -30,6 +30,7 @@ from fl_client.chain import (
     load_initial_model,
     read_cohort,
     read_model_words,
+    read_progress,
     read_round,
     send,
 )
@@ -531,6 +532,41 @@ def test_a_dealer_whose_shares_do_not_rebuild_its_key_stops_the_close_until_fina
     ended = finish_phase(isolated, contract, relayer)
     assert events(contract, "RoundAbandoned", ended) == [{"round": 1, "submissions": 3}]
     assert events(contract, "RewardSettled", ended) == []
+    assert read_round(contract).phase == "Register"
+    assert credits(contract, [*accounts, relayer]) == [0] * 5
+    # Its commitments convict it: it may not join a cohort again; the others may
+    cohort.set_updates({i: random_vector(rng) for i in range(4)}, round_number=2)
+    with reverts("CoordinatorFaultyDealer", dealer=accounts[3]):
+        cohort.act([3])
+    cohort.act([0, 1, 2])
+    assert [m.account for m in read_cohort(contract).members] == accounts[:3]
+
+
+def test_a_member_that_sent_part_of_its_masked_update_ends_the_round_instead_of_being_unmasked(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str], relayer: str
+) -> None:
+    # Prepare: three segments; member 3 sends its first segment only, then goes silent
+    contract = deploy_coordinator(**secure_params(4, 1, words_per_segment=1))
+    assert int(contract.functions.numSegments().call()) == 3
+    accounts = clients[:4]
+    rng = np.random.default_rng(12)
+    cohort = Cohort.of(isolated, contract, accounts)
+    cohort.set_updates({i: random_vector(rng) for i in range(4)}, round_number=1)
+    cohort.act()  # keys
+    cohort.act()  # shares
+    cohort.act([0, 1, 2])  # complete masked submissions
+    values = cohort.updates[3].values
+    words = masked_words(isolated, contract, accounts[3], cohort.key(3, 1), values)
+    per_word = int(contract.functions.laneBits().call()) // 16
+    send(isolated, contract.functions.submitMasked(1, 1, 0, words[:per_word]), accounts[3])
+    assert read_progress(contract, accounts[3]).segments_done == 1
+    # Execute: the masking phase ends with one member short (within max_dropouts)
+    ended = finish_phase(isolated, contract, relayer)
+    # Assert: recovering its key would unmask the segment it sent: the round ends instead,
+    # unpaid, and nobody is asked for its shares
+    assert events(contract, "RoundAbandoned", ended) == [{"round": 1, "submissions": 3}]
+    assert events(contract, "MemberDropped", ended) == []
+    assert read_round(contract).number == 2
     assert read_round(contract).phase == "Register"
     assert credits(contract, [*accounts, relayer]) == [0] * 5
 

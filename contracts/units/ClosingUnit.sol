@@ -58,7 +58,9 @@ contract ClosingUnit is CoordinatorBase {
         if (c.cursor != c.end) revert CoordinatorWrongLength((c.cursor - c.start) / 32, words.length);
 
         (bytes32 wordsHash, uint256 clamped) = _writeNext(c);
-        uint256 fee = _credit(msg.sender, _config.closeFee + _config.relayFee * c.relayedIncluded);
+        // A segment that averaged nothing (every update left out) earns no fee: closing nothing
+        // must not be a way to farm the pool.
+        uint256 fee = c.included == 0 ? 0 : _credit(msg.sender, _config.closeFee + _config.relayFee * c.relayedIncluded);
         emit SegmentClosed(round, segment, msg.sender, c.included, c.relayedIncluded, fee, clamped);
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {

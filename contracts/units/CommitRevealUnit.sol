@@ -25,6 +25,7 @@ contract CommitRevealUnit is CoordinatorBase {
         if (held.round == round) revert CoordinatorAlreadyCommitted(round, msg.sender);
         uint256 target = _config.targetSubmissions;
         if (state.commits >= target) revert CoordinatorRoundFull(round, state.commits);
+        _requireBudget(msg.sender); // a reveal past the budget would be refused: the bond lost
         held.digest = commitment;
         held.round = round;
         _bondsHeld += bond;

@@ -23,7 +23,10 @@ import {PackedVectors} from "../PackedVectors.sol";
 ///    of each dropped member's key, each checked against the dealer's commitment; `threshold` of
 ///    them rebuild the key (Lagrange at 0), checked against the registered key. The dropped
 ///    member's own update was never submitted (submissions end at the deadline, before recovery
-///    starts), so nothing of it is revealed.
+///    starts), so nothing of it is revealed. A member that sent part of its update (some
+///    segments) is never recovered: its rebuilt key would unmask them (there is no self-mask);
+///    the round ends instead. A dealer whose committed shares do not rebuild its key ends the
+///    round too, and may not join a cohort again.
 /// 5. The close (segment by segment) re-supplies the survivors' masked words, sums them, removes
 ///    the dropped members' masks (recomputed here from their rebuilt keys with ECRECOVER as a scalar
 ///    multiplication), clamps each mean to `[-maxAbsWeight, maxAbsWeight]` (so that no member can
@@ -49,6 +52,8 @@ contract SecureAggregationUnit is CoordinatorBase {
         RoundState memory state = _secAggRound(round, Phase.Register);
         if (!_eligible(msg.sender, round)) revert CoordinatorNotEligible(msg.sender, round);
         if (_member(msg.sender, round) != 0) revert CoordinatorAlreadyRegistered(msg.sender);
+        if (_faultyDealers[msg.sender]) revert CoordinatorFaultyDealer(msg.sender);
+        _requireBudget(msg.sender); // a member that cannot submit would only drop out
         // The cohort cannot be full here: its last registration moves the round to Share.
         CohortState memory cohort = _cohortState;
         bytes32 digest = keccak256(abi.encode(KEY_PROOF_TAG, block.chainid, address(this), round, msg.sender, x, y));
@@ -160,7 +165,8 @@ contract SecureAggregationUnit is CoordinatorBase {
             // A complete round is ended only when nobody closed it within the window.
             bool complete = cohort.submitted == cohort.shared;
             _notBefore(state, complete ? state.deadline + _config.closeWindow : state.deadline);
-            end = complete || cohort.submitted < minimum || cohort.registered - cohort.submitted > maxDropouts;
+            end = complete || cohort.submitted < minimum || cohort.registered - cohort.submitted > maxDropouts
+                || _partlySubmitted(state.number, cohort.registered);
             if (!end) _startRecovery(state, cohort);
         } else if (state.phase == Phase.Recover) {
             bool recovered = !cohort.failed && cohort.recovered == cohort.dropped;
@@ -298,6 +304,19 @@ contract SecureAggregationUnit is CoordinatorBase {
         emit PhaseStarted(state.number, Phase.Open, state.deadline);
     }
 
+    /// Whether a member that did not complete its masked submission sent part of it: rebuilding
+    /// that member's key would unmask the segments it sent (there is no self-mask, as in Bonawitz
+    /// et al., to keep them hidden), so the round ends instead of recovering it.
+    function _partlySubmitted(uint256 round, uint256 registered) private view returns (bool) {
+        for (uint256 i = 0; i < registered; ++i) {
+            address member = _members[i];
+            if (_memberState[member] & MEMBER_SUBMITTED != 0) continue;
+            Progress memory progress = _unpack(_progress[member]);
+            if (progress.round == round && progress.done > 0) return true;
+        }
+        return false;
+    }
+
     /// Marks the members that posted shares and did not submit as dropped; survivors reveal.
     function _startRecovery(RoundState memory state, CohortState memory cohort) private {
         uint256 round = state.number;
@@ -363,6 +382,7 @@ contract SecureAggregationUnit is CoordinatorBase {
             ++cohort.recovered;
         } else {
             cohort.failed = true;
+            _faultyDealers[dealer] = true; // its own commitments: the shares were checked on them
         }
         emit KeyRecovered(round, dealer, ok);
     }
