@@ -9,6 +9,7 @@ recorded in a temporary ``FL_STATE_DIR``; deployment records go to a temporary
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from fl_client.chain import (
     deploy,
     read_record,
     read_round,
+    record_path,
     write_record,
 )
 from fl_client.cli import client_account, main
@@ -459,3 +461,57 @@ def test_an_account_below_minus_one_is_refused_naming_the_range_that_is_accepted
     # -1 is accepted (the deployer): a message that says "0 or more" contradicts it
     assert "0 or more" not in line
     assert "-1" in line
+
+
+@pytest.mark.anvil
+def test_a_stale_or_wrong_deployment_record_is_one_line_before_anything_is_sent(
+    node: NodeRecord, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a deployment, then its record edited the ways a stale one goes wrong
+    address = deploy_with_cli(capsys, "--clients", "2", "--rounds", "1")
+    chain = connect("anvil")
+    path = record_path("anvil")
+    good = json.loads(path.read_text(encoding="utf-8"))
+    assert (
+        good["block_hash"]
+        == "0x" + bytes(chain.w3.eth.get_block(good["block_number"])["hash"]).hex()
+    )
+    unit = contract_at(chain, address).functions.units().call()[0]
+    cases = {
+        "no contract": ({"address": "0x" + "de" * 20}, "there is no contract at"),
+        "another contract": ({"address": unit}, "does not answer as a coordinator"),
+        "another chain history": (
+            {"block_hash": "0x" + "00" * 32},
+            "is not the one it was deployed in",
+        ),
+        "another size": ({"num_weights": 651}, "holds 650 weights, the record 651"),
+    }
+    for name, (change, message) in cases.items():
+        path.write_text(json.dumps({**good, **change}), encoding="utf-8")
+        sent = chain.w3.eth.get_transaction_count(chain.accounts[1])  # type: ignore[arg-type]
+        # Execute
+        codes = [
+            main(["query", "--network", "anvil", "--no-eval"]),
+            main(["withdraw", "--network", "anvil", "--account", "0"]),
+        ]
+        # Assert
+        err = capsys.readouterr().err
+        assert codes == [1, 1], name
+        assert err.count("error: the deployment record of 'anvil' is stale") == 2, (name, err)
+        assert message in err, (name, err)
+        assert "Traceback" not in err
+        after = chain.w3.eth.get_transaction_count(chain.accounts[1])  # type: ignore[arg-type]
+        assert after == sent
+    path.write_text(json.dumps(good), encoding="utf-8")
+    assert main(["query", "--network", "anvil", "--no-eval"]) == 0
+
+
+def test_ctrl_c_is_one_line_and_exit_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("fl_client.cli.query.run", interrupted)
+    assert main(["query", "--network", "anvil"]) == 130
+    assert capsys.readouterr().err == "interrupted: run the command again to resume\n"

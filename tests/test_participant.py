@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,12 +27,15 @@ from fl_client.chain import (
     CoordinatorView,
     connect,
     deploy,
+    masked_calls,
     read_entries,
     read_model_words,
     read_progress,
     read_round,
+    reveal_calls,
     send,
     settlement_receipt,
+    submit_calls,
 )
 from fl_client.client_secret import simulation_secret
 from fl_client.closer import MaskedRoundCloser, RoundCloser, closer_for
@@ -43,6 +47,7 @@ from fl_client.errors import (
     InsufficientFundsError,
     NodeUnreachableError,
     NonFiniteWeightError,
+    OutOfRangeError,
     ShapeError,
     TransactionTooLargeError,
 )
@@ -58,7 +63,7 @@ from fl_client.paths import (
     SubmissionPath,
     own_words_first,
 )
-from fl_client.relay import Relay
+from fl_client.relay import Relay, RelayClient
 from fl_client.trainer import FitResult, LocalTrainer, ShardTrainer
 from fl_client.training import TrainConfig
 from tests.conftest import SMALL_WEIGHTS, events, small_params
@@ -582,6 +587,39 @@ def test_a_relayed_client_the_relay_leaves_out_submits_directly_at_the_fallback_
     assert act(participant) == []  # and nothing more
 
 
+def test_a_relayed_client_whose_relay_cannot_be_reached_retries_then_submits_directly(
+    isolated: Chain,
+    coordinators: dict[str, Contract],
+    clients: list[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Prepare: a relay URL where nothing listens
+    contract = coordinators["plain"]
+    relay = RelayClient(f"http://127.0.0.1:{free_port()}", timeout=2)
+    margin = 100
+    participant = make_participant(
+        isolated,
+        contract,
+        clients[0],
+        0,
+        lambda context: RelayedPath(context, relay, fallback_margin=margin),
+    )
+    deadline = read_round(contract).deadline
+    # Execute: before the margin it waits (and tries again); at the margin it submits directly
+    with caplog.at_level(logging.WARNING, logger="fl_client.paths.relayed"):
+        early = act(participant)
+        mine_at(isolated, deadline - margin)
+        fallback = act(participant)
+    # Assert
+    assert early == []
+    assert "no relay answers at" in caplog.text
+    assert "trying again" in caplog.text
+    assert "submitting directly" in caplog.text
+    assert len(fallback) == 1
+    progress = read_progress(contract, clients[0])
+    assert (progress.round_number, progress.relayed) == (1, False)
+
+
 # ---------------------------------------------------------------- bad inputs, refused unsent
 
 
@@ -699,3 +737,24 @@ def test_a_node_that_is_down_gives_a_clear_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(NodeUnreachableError, match=f"no Ethereum node answers at {url}"):
         connect("anvil", url=url, timeout=2.0)
+
+
+@pytest.mark.parametrize("word", [-1, 2**256, 1.5], ids=["negative", "2**256", "float"])
+@pytest.mark.parametrize("builder", ["submit", "reveal", "masked"])
+def test_a_word_that_is_not_a_uint256_is_refused_typed_before_anything_is_encoded(
+    coordinators: dict[str, Contract], clients: list[str], word: Any, builder: str
+) -> None:
+    contract = coordinators["plain"]
+    words: list[int] = [0, word, 0]
+    common: dict[str, Any] = {"round_number": 1, "sample_count": 1, "words": words}
+    builders: dict[str, Callable[[], object]] = {
+        "submit": lambda: submit_calls(contract, clients[0], words_per_segment=512, **common),
+        "reveal": lambda: reveal_calls(
+            contract, clients[0], words_per_segment=512, salt=b"\x00" * 32, **common
+        ),
+        "masked": lambda: masked_calls(contract, clients[0], words_per_segment=512, **common),
+    }
+    with pytest.raises(
+        OutOfRangeError, match=r"word 1 is .*: a word is an integer in 0\.\.2\*\*256-1"
+    ):
+        builders[builder]()

@@ -56,6 +56,7 @@ from fl_client.chain.deployment import (
     deploy,
     deploy_units,
     load_initial_model,
+    open_deployment,
 )
 from fl_client.chain.records import (
     DeploymentRecord,
@@ -112,6 +113,7 @@ __all__ = [
     "load_initial_model",
     "malleable_twin",
     "masked_calls",
+    "open_deployment",
     "private_key_account",
     "read_cohort",
     "read_entries",

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 from web3.contract import Contract
@@ -19,6 +20,7 @@ from fl_client.chain.signing import UpdateSignature
 from fl_client.chain.transactions import MAX_CALLDATA_BYTES, Call
 from fl_client.codec import split_segments
 from fl_client.config import FixedPointFormat
+from fl_client.errors import OutOfRangeError
 
 PHASES = ("Setup", "Open", "Commit", "Reveal", "Closing", "Register", "Share", "Recover")
 MODE_NAMES = {code: name for name, code in MODE_CODES.items()}
@@ -157,6 +159,13 @@ def shares_posted(
     return [bytes(c) for c in args["commitments"]], [bytes(e) for e in args["encrypted"]]
 
 
+def _check_words(words: Sequence[int]) -> None:
+    """Every word a uint256: anything else is refused here, typed, instead of failing to encode."""
+    for index, word in enumerate(words):
+        if not isinstance(word, (int, np.integer)) or not 0 <= int(word) < 2**256:
+            raise OutOfRangeError(f"word {index} is {word!r}: a word is an integer in 0..2**256-1")
+
+
 def masked_calls(
     contract: Contract,
     sender: str,
@@ -168,6 +177,7 @@ def masked_calls(
     start_segment: int = 0,
 ) -> list[Call]:
     """The transactions of a masked submission (``words_per_segment`` masked words a segment)."""
+    _check_words(words)
     segments = split_segments(words, words_per_segment)[start_segment:]
     return [
         Call(
@@ -379,6 +389,7 @@ def submit_calls(
 ) -> list[Call]:
     """The transactions of a direct submission, from ``start_segment`` on: as many whole
     segments in each as fit 128 KiB (one transaction up to ~4,000 words)."""
+    _check_words(words)
     segments = split_segments(words, words_per_segment)[start_segment:]
     return [
         Call(
@@ -420,6 +431,7 @@ def reveal_calls(
     start_segment: int = 0,
 ) -> list[Call]:
     """The transactions of a reveal, from ``start_segment`` on (as :func:`submit_calls`)."""
+    _check_words(words)
     segments = split_segments(words, words_per_segment)[start_segment:]
     return [
         Call(

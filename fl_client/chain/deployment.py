@@ -9,13 +9,15 @@ from typing import Any
 
 from eth_utils.address import to_checksum_address
 from web3.contract import Contract
+from web3.exceptions import BlockNotFound, ContractLogicError, Web3ValueError
 
-from fl_client.chain.connection import Chain
+from fl_client.chain.connection import Chain, call_with_retry
+from fl_client.chain.records import DeploymentRecord
 from fl_client.chain.reverts import translate
 from fl_client.chain.transactions import MAX_CALLDATA_BYTES, send
 from fl_client.compile import CompiledContract, compile_contracts, get_contract
 from fl_client.config import ALIGNMENT_OFF, FLConfig
-from fl_client.errors import ChainError, ConfigError
+from fl_client.errors import ChainError, ConfigError, DeploymentNotFoundError, NodeUnreachableError
 from fl_client.limits import CloseWork, masked_lane_bits, plan_words_per_segment
 from fl_client.privacy import LedgerCurve
 
@@ -206,6 +208,52 @@ def contract_at(chain: Chain, address: str, compiled: CompiledContract | None = 
     """A handle on a deployed coordinator."""
     artifact = compiled or get_contract(CONTRACT_NAME)
     return chain.w3.eth.contract(address=to_checksum_address(address), abi=artifact.abi)
+
+
+def open_deployment(chain: Chain, record: DeploymentRecord) -> Contract:
+    """The coordinator ``record`` describes, checked on ``chain`` before anything is sent: a
+    contract is there, it answers as a coordinator of the recorded size, and (records that hold
+    it) the deployment block is the recorded one, so that a record left from a node that was
+    restarted, which may now hold someone else's deployment at the same address, is refused.
+
+    Raises
+    ------
+    DeploymentNotFoundError
+        The record does not match what the chain holds.
+    NodeUnreachableError
+        The node does not answer.
+    """
+    address = to_checksum_address(record.address)
+    stale = f"the deployment record of {record.network!r} is stale"
+    hint = f"(a node restarted without its state?): deploy again (`python -m fl_client deploy --network {record.network}`)"
+    code = call_with_retry(lambda: chain.w3.eth.get_code(address))
+    if not code:
+        raise DeploymentNotFoundError(f"{stale}: there is no contract at {address} {hint}")
+    if record.block_hash is not None:
+        try:
+            block = call_with_retry(lambda: chain.w3.eth.get_block(record.block_number))
+        except BlockNotFound:
+            block = None
+        if block is None or "0x" + bytes(block["hash"]).hex() != record.block_hash.lower():
+            raise DeploymentNotFoundError(
+                f"{stale}: block {record.block_number} of this chain is not the one it was "
+                f"deployed in {hint}"
+            )
+    contract = contract_at(chain, address)
+    try:
+        weights = int(call_with_retry(contract.functions.numWeights().call))
+    except (ChainError, ContractLogicError, Web3ValueError) as exc:
+        if isinstance(exc, NodeUnreachableError):
+            raise
+        raise DeploymentNotFoundError(
+            f"{stale}: the contract at {address} does not answer as a coordinator {hint}"
+        ) from exc
+    if weights != record.num_weights:
+        raise DeploymentNotFoundError(
+            f"{stale}: the coordinator at {address} holds {weights:,} weights, the record "
+            f"{record.num_weights:,} {hint}"
+        )
+    return contract
 
 
 def _deploy_contract(

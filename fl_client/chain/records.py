@@ -39,6 +39,9 @@ class DeploymentRecord:
     # learning_rate, algorithm; the privacy section): empty in records older than these fields.
     training: dict[str, Any] = field(default_factory=dict)
     privacy: dict[str, Any] = field(default_factory=dict)
+    # The hash of block ``block_number`` when the record was written: a node restarted without its
+    # state (anvil) can hold another deployment at the same address; None in older records.
+    block_hash: str | None = None
 
     def to_json(self) -> str:
         """The record as JSON."""

@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+import requests
+
 from fl_client import __version__
 from fl_client.cli import client, deploy, node, query, relay, simulate, withdraw
 from fl_client.cli.options import client_account, deployment_settings, fl_overrides
@@ -60,6 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FLError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        # A node that went away between two calls that do not retry.
+        print(f"error: the node stopped answering ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        # Nothing is lost: a restarted client reads its progress from the chain.
+        print("interrupted: run the command again to resume", file=sys.stderr)
+        return 130
 
 
 def entrypoint() -> None:

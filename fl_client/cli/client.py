@@ -48,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run one participant of the deployment for its rounds."""
-    from fl_client.chain import CoordinatorView, connect, contract_at
+    from fl_client.chain import CoordinatorView, connect, open_deployment
     from fl_client.client_secret import load_secret
     from fl_client.closer import closer_for
     from fl_client.node import state_dir
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
             f"the deployment record is for chain {record.chain_id}, the node is {chain.chain_id()}"
         )
     account = client_account(chain.accounts, args.account)
-    contract = contract_at(chain, record.address)
+    contract = open_deployment(chain, record)
     view = CoordinatorView.read(chain, contract)
     task = task_of(fl)
     # A random secret kept beside the node records: salts, masks and DP noise come from it, and a

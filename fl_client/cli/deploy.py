@@ -56,11 +56,13 @@ def run(args: argparse.Namespace) -> int:
         initial_words=None if args.zero_model else words,
         pool_wei=fl.rewards.pool_wei,
     )
+    block = chain.w3.eth.get_block("latest")
     record = DeploymentRecord(
         network=name,
         chain_id=chain.chain_id(),
         address=str(contract.address),
-        block_number=int(chain.w3.eth.block_number),
+        block_number=int(block["number"]),
+        block_hash="0x" + bytes(block["hash"]).hex(),
         num_weights=params.num_weights,
         dataset=fl.dataset,
         deployer=chain.accounts[0],

@@ -49,7 +49,7 @@ _ACCOUNT_EVENTS = (
 
 def run(args: argparse.Namespace) -> int:
     """Print the deployment's round, model and credits."""
-    from fl_client.chain import connect, contract_at, read_model_words, read_record, read_round
+    from fl_client.chain import connect, open_deployment, read_model_words, read_record, read_round
     from fl_client.codec import dequantize, unpack, vector_hash
     from fl_client.config import FixedPointFormat
     from fl_client.evaluation import Evaluator
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     name = require_rpc(project, args.network, "query")
     record = read_record(name)
     chain = connect(name, config=project)
-    contract = contract_at(chain, record.address)
+    contract = open_deployment(chain, record)
     info = read_round(contract)
     functions = contract.functions
     print(f"coordinator {record.address} on {name} (chain id {record.chain_id})")

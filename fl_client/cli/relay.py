@@ -30,7 +30,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Serve a relay for the deployment until interrupted."""
-    from fl_client.chain import CoordinatorView, connect, contract_at, read_record
+    from fl_client.chain import CoordinatorView, connect, open_deployment, read_record
     from fl_client.node import port_is_free
     from fl_client.relay import Relay
     from fl_client.relay.server import serve
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         if len(chain.accounts) == 1
         else client_account(chain.accounts, args.account)
     )
-    contract = contract_at(chain, record.address)
+    contract = open_deployment(chain, record)
     relay = Relay(
         chain=chain, contract=contract, account=account, view=CoordinatorView.read(chain, contract)
     )

@@ -19,14 +19,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Pull the client's credit."""
-    from fl_client.chain import connect, contract_at, read_record, send
+    from fl_client.chain import connect, open_deployment, read_record, send
 
     project = load_config()
     name = require_rpc(project, args.network, "withdraw")
     record = read_record(name)
     chain = connect(name, config=project, private_key=private_key(args.key_env))
     account = client_account(chain.accounts, args.account)
-    contract = contract_at(chain, record.address)
+    contract = open_deployment(chain, record)
     amount = int(contract.functions.credit(account).call())
     receipt = send(chain, contract.functions.withdraw(), account, what="withdraw")
     print(f"{account} withdrew {amount} wei (gas {int(receipt['gasUsed']):,})")

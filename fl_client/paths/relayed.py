@@ -10,6 +10,7 @@ from typing import Protocol
 
 from fl_client.chain import Call, RoundInfo, SignedUpdate, sign_update, update_typed_data
 from fl_client.codec import segment_hashes, vector_hash
+from fl_client.errors import RelayUnreachableError, UpdateRefusedError
 from fl_client.paths.base import PathContext, Update, UpdateFactory
 from fl_client.paths.direct import DirectPath
 
@@ -62,7 +63,8 @@ def own_words_first(
 
 class RelayedPath:
     """Hand the signed update to the relay once; fall back to ``submit`` when the relay has not
-    registered it ``fallback_margin`` seconds before the deadline."""
+    registered it ``fallback_margin`` seconds before the deadline, when it refuses the update,
+    or when it cannot be reached by then (each poll tries it again until the margin)."""
 
     name = "relayed"
 
@@ -88,7 +90,18 @@ class RelayedPath:
             return []
         if info.number not in self._handed:
             signed = signed_update(ctx, update())
-            self.relay.hand_over(signed)
+            try:
+                self.relay.hand_over(signed)
+            except RelayUnreachableError as exc:
+                # Try again at the next poll; submit directly once the margin is reached.
+                if now < info.deadline - self.fallback_margin:
+                    logger.warning("%s: %s; trying again", ctx.account, exc)
+                    return []
+                logger.warning("%s: %s; submitting directly", ctx.account, exc)
+                return self._direct.act(info, update, now=now)
+            except UpdateRefusedError as exc:
+                logger.warning("%s: %s; submitting directly", ctx.account, exc)
+                return self._direct.act(info, update, now=now)
             self._handed = {info.number: signed.words}  # the latest round's only
             return []
         if now < info.deadline - self.fallback_margin:
