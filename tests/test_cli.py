@@ -12,6 +12,7 @@ import csv
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from fl_client.chain import (
     write_record,
 )
 from fl_client.cli import client_account, main
+from fl_client.cli.client import secret_name
 from fl_client.compile import get_contract
 from fl_client.config import PROJECT_ROOT, load_config
 from fl_client.errors import ConfigError
@@ -515,3 +517,12 @@ def test_ctrl_c_is_one_line_and_exit_130(
     monkeypatch.setattr("fl_client.cli.query.run", interrupted)
     assert main(["query", "--network", "anvil"]) == 130
     assert capsys.readouterr().err == "interrupted: run the command again to resume\n"
+
+
+def test_a_new_deployment_at_the_same_address_gets_a_new_client_secret() -> None:
+    first = DeploymentRecord("anvil", 31337, "0x" + "11" * 20, 5, 650, "digits", "0x")
+    again = replace(first, block_hash="0x" + "aa" * 32)
+    other = replace(first, block_hash="0x" + "bb" * 32)
+    assert secret_name("anvil", first, "0xC") == f"anvil-{first.address}-0xC.key"  # older records
+    assert secret_name("anvil", again, "0xC") == f"anvil-{first.address}-{'aa' * 8}-0xC.key"
+    assert secret_name("anvil", again, "0xC") != secret_name("anvil", other, "0xC")

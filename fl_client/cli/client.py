@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from fl_client.cli.options import (
     add_fl_options,
@@ -46,6 +47,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     client.set_defaults(handler=run)
 
 
+def secret_name(network: str, record: Any, account: str) -> str:
+    """The file name of a client's secret: named by the deployment, not only its address, since a
+    node restarted without its state can put a new deployment at the same address, and masking
+    keys and salts must not repeat across deployments."""
+    deployment = record.address + (f"-{record.block_hash[2:18]}" if record.block_hash else "")
+    return f"{network}-{deployment}-{account}.key"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one participant of the deployment for its rounds."""
     from fl_client.chain import CoordinatorView, connect, open_deployment
@@ -76,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     task = task_of(fl)
     # A random secret kept beside the node records: salts, masks and DP noise come from it, and a
     # restarted process reads the same one back.
-    secret = load_secret(state_dir() / "secrets" / f"{name}-{record.address}-{account}.key")
+    secret = load_secret(state_dir() / "secrets" / secret_name(name, record, account))
     setup = privacy_setup(fl, config=train_config(fl), with_ledger=False)
     trainer = client_trainer(
         setup,
