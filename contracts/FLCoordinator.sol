@@ -363,9 +363,10 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     /// opens reveals (or ends a round nobody committed to). SecureAggregation, after each phase's
     /// deadline: the next phase (the cohort's key shares, the masked submissions, the recovery of
     /// the members that dropped out), or the end of the round when too few are left. Otherwise,
-    /// from `closeWindow` after the deadline (CommitReveal: at once when every commitment was
-    /// revealed and the round is below its minimum) while the round has not started closing: ends
-    /// it without a new model and opens the next one.
+    /// from `closeWindow` after the deadline when the round is below its minimum (CommitReveal: at
+    /// once when every commitment was revealed), from twice `closeWindow` after it when it holds
+    /// its minimum (anyone can close it from `closeWindow` on), while the round has not started
+    /// closing: ends it without a new model and opens the next one.
     function finalize() external {
         if (_config.mode == Mode.SecureAggregation) _delegate(_secureAggregationUnit);
         RoundState memory state = _round;
@@ -384,7 +385,11 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         }
         bool settled = submissionMode == Mode.CommitReveal && state.completed >= state.commits
             && state.entries < _config.minSubmissions;
-        opensAt = settled ? 0 : opensAt + _config.closeWindow;
+        // A round that holds its minimum can be closed by anyone from `deadline + closeWindow`
+        // (leaving out relayed updates whose words never came): closers get that window alone,
+        // so that a relayer withholding words cannot end the round by sending `finalize` first.
+        uint256 window = _config.closeWindow;
+        opensAt = settled ? 0 : opensAt + (state.entries >= _config.minSubmissions ? 2 * window : window);
         _requireTime(state, opensAt, state.entries);
         _abandon(state);
     }

@@ -223,5 +223,9 @@ class ParticipantLoop:
         if info.phase == "Commit" or (mode == "secure_aggregation" and info.phase == "Open"):
             return now >= info.deadline
         if info.phase in ("Open", "Reveal"):
-            return now >= read_round_details(self.participant.contract).window_ends
+            # A round that holds its minimum can be closed from the window's end: finalize only
+            # one more window later (the contract's rule).
+            view = self.participant.view
+            extra = view.close_window if info.submissions >= view.minimum else 0
+            return now >= read_round_details(self.participant.contract).window_ends + extra
         return False

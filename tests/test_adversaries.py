@@ -581,7 +581,9 @@ def test_relayer_that_never_supplies_the_words_delays_the_round_by_the_close_win
     """A relayer registers two signed updates (the round is then full) and never hands over
     their words. Until the close window ends nobody can close the round without them; from then
     on a close leaves them out: the round closes with the direct submission, and the two relayed
-    clients are settled unpaid."""
+    clients are settled unpaid. The relayer cannot end the round instead by sending ``finalize``
+    first at the window's end: a round that holds its minimum can be ended only one window
+    later."""
     # Prepare
     model = random_model(51)
     contract = deploy_coordinator(initial=model, words_per_segment=SEGMENTED)
@@ -619,14 +621,9 @@ def test_relayer_that_never_supplies_the_words_delays_the_round_by_the_close_win
         expected=2 * SEGMENTED,
         given=SEGMENTED,
     )
+    not_yet = {"round": 1, "entries": 3, "target": 3, "minimum": 2, "opensAt": window_ends + WINDOW}
     assert_reverts(
-        lambda: finalize(isolated, contract, outsider),
-        "CoordinatorNotClosable",
-        round=1,
-        entries=3,
-        target=3,
-        minimum=2,
-        opensAt=window_ends,
+        lambda: finalize(isolated, contract, outsider), "CoordinatorNotClosable", **not_yet
     )
     advance_past(isolated, deadline)
     assert_reverts(
@@ -636,6 +633,9 @@ def test_relayer_that_never_supplies_the_words_delays_the_round_by_the_close_win
         allowedFrom=window_ends,
     )
     advance_past(isolated, window_ends)
+    assert_reverts(  # the relayer racing the closers at the window's end
+        lambda: finalize(isolated, contract, relayer), "CoordinatorNotClosable", **not_yet
+    )
     first = close_segment(isolated, contract, outsider, [mine], omitted=[1, 2])
     second = close_segment(isolated, contract, outsider, [mine], segment=1)
     # Assert
@@ -723,8 +723,9 @@ def test_round_nobody_closes_is_ended_by_finalize_after_the_close_window(
     isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str], outsider: str
 ) -> None:
     """A full round that nobody closes: ``finalize`` reverts with the moment it opens (deadline
-    + closeWindow) until then, and from then on ends the round without a new model; rewards
-    paid on submit stay, and the next round takes submissions."""
+    + 2 closeWindow: the round holds its minimum, so anyone can close it from deadline +
+    closeWindow, and closers get that window alone) until then, and from then on ends the round
+    without a new model; rewards paid on submit stay, and the next round takes submissions."""
     # Prepare
     model = random_model(54)
     contract = deploy_coordinator(initial=model)
@@ -734,16 +735,16 @@ def test_round_nobody_closes_is_ended_by_finalize_after_the_close_window(
         for c, u in zip(clients[:3], updates, strict=True)
     ]
     deadline = read_round(contract).deadline
-    not_yet = {"round": 1, "entries": 3, "target": 3, "minimum": 2, "opensAt": deadline + WINDOW}
+    opens = deadline + 2 * WINDOW
+    not_yet = {"round": 1, "entries": 3, "target": 3, "minimum": 2, "opensAt": opens}
     # Execute / Assert
-    assert_reverts(
-        lambda: finalize(isolated, contract, outsider), "CoordinatorNotClosable", **not_yet
-    )
-    advance_past(isolated, deadline)
-    assert_reverts(
-        lambda: finalize(isolated, contract, outsider), "CoordinatorNotClosable", **not_yet
-    )
-    advance_past(isolated, deadline + WINDOW)
+    for moment in (None, deadline, deadline + WINDOW):
+        if moment is not None:
+            advance_past(isolated, moment)
+        assert_reverts(
+            lambda: finalize(isolated, contract, outsider), "CoordinatorNotClosable", **not_yet
+        )
+    advance_past(isolated, opens)
     receipt = finalize(isolated, contract, outsider)
     # Assert
     assert events(contract, "RoundAbandoned", receipt) == [{"round": 1, "submissions": 3}]

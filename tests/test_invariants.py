@@ -979,7 +979,7 @@ class PipelineMachine(RuleBasedStateMachine):
 
     def boundaries(self) -> set[int]:
         """Moments at which a call changes its outcome."""
-        return {self.ref.deadline, self.ref.deadline + WINDOW}
+        return {self.ref.deadline, self.ref.deadline + WINDOW, self.ref.deadline + 2 * WINDOW}
 
     def now(self) -> int:
         """The timestamp of the next transaction. A call runs at the latest block and the
@@ -1764,14 +1764,16 @@ class PlainMachine(PipelineMachine):
         self.run(function, sender, outcome, now=now)
 
     def finalize(self, by_outsider: bool) -> None:
-        """End a round nobody closed, from closeWindow after its deadline."""
+        """End a round nobody closed, from closeWindow after its deadline (twice that when it
+        holds its minimum: anyone can close it from closeWindow on)."""
         ref = self.ref
         sender = self.env.outsider if by_outsider else self.env.relayer
         now = self.now()
         outcome: Outcome
+        opens = ref.deadline + WINDOW * (2 if len(ref.entries) >= MINIMUM else 1)
         if ref.phase in ("Setup", "Closing"):
             outcome = Revert("CoordinatorWrongPhase", {"phase": PHASE[ref.phase]})
-        elif now < ref.deadline + WINDOW:
+        elif now < opens:
             outcome = Revert(
                 "CoordinatorNotClosable",
                 {
@@ -1779,7 +1781,7 @@ class PlainMachine(PipelineMachine):
                     "entries": len(ref.entries),
                     "target": TARGET,
                     "minimum": MINIMUM,
-                    "opensAt": ref.deadline + WINDOW,
+                    "opensAt": opens,
                 },
             )
         else:
@@ -2188,7 +2190,8 @@ class CommitRevealMachine(PipelineMachine):
                 note("finalize: reveals opened at the commit deadline")
         else:
             settled = ref.completed >= len(ref.commits) and len(ref.entries) < MINIMUM
-            opens = 0 if settled else ref.deadline + WINDOW
+            window = WINDOW * (2 if len(ref.entries) >= MINIMUM else 1)
+            opens = 0 if settled else ref.deadline + window
             if now < opens:
                 outcome = Revert(
                     "CoordinatorNotClosable",
