@@ -45,7 +45,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from bench.incentives import (
     SYBILS,
     Context,
     CraftedUpdate,
+    Incentives,
     PublicBoard,
     Sybil,
     evaluate,
@@ -202,26 +203,20 @@ class Predictor(CraftedUpdate):
 # ---------------------------------------------------------------- a run
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The guards and bounds of ``bench.incentives``' recommended settings for a partition."""
-
-    min_reward_distance: int
-    max_counted_distance: int
-    min_alignment_bps: int
-    max_share_bps: int
-    max_step: int
-    max_drift: int
-    drift_window: int
-
-    @classmethod
-    def from_report(cls, settings: dict[str, Any]) -> Settings:
-        """From a partition's ``settings`` in ``incentives.json``."""
-        return cls(**{name: int(settings[name]) for name in cls.__dataclass_fields__})
+def settings_from_report(settings: dict[str, Any]) -> Incentives:
+    """A partition's calibrated ``settings`` in ``incentives.json`` (lists as tuples)."""
+    values: dict[str, Any] = {
+        k: tuple(v) if isinstance(v, list) else int(v) for k, v in settings.items()
+    }
+    return Incentives(**values)
 
 
 def members(
-    ctx: Context, strategy: str, settings: Settings, size: Callable[[int], int], board: PublicBoard
+    ctx: Context,
+    strategy: str,
+    settings: Incentives,
+    size: Callable[[int], int],
+    board: PublicBoard,
 ) -> tuple[list[Any], list[str]]:
     """The ten trainers and their roles (``sybils_noisy``: the Sybils with their own noise;
     ``predictor``: :class:`Predictor` in the free rider's place)."""
@@ -252,7 +247,7 @@ def members(
 
 
 def counted(
-    settings: Settings, current: np.ndarray, last_step: np.ndarray | None, update: np.ndarray
+    settings: Incentives, current: np.ndarray, last_step: np.ndarray | None, update: np.ndarray
 ) -> bool:
     """The contract's guards that leave an update out: the distance bound and the direction
     guard (no step yet: every update)."""
@@ -269,7 +264,7 @@ def run(
     strategy: str,
     aggregator: str,
     board_rule: str,
-    settings: Settings,
+    settings: Incentives,
     *,
     rounds: int,
     size: Callable[[int], int],
@@ -376,7 +371,7 @@ def summarize(result: dict[str, Any], rule: str) -> dict[str, Any]:
 
 
 def partition_report(
-    partition: str, settings: Settings, *, rounds: int, log: Callable[[str], None]
+    partition: str, settings: Incentives, *, rounds: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Every (aggregator, strategy, rule) run of one partition, beside the clean runs."""
     fl = load_config().fl.with_overrides(dataset=DATASET, clients=CLIENTS, rounds=rounds)
@@ -418,7 +413,7 @@ def partition_report(
                     log(f"{partition} {aggregator} {strategy} {rule}: {summary} {delta:+} pp")
     return {
         "partition": partition,
-        "settings": settings.__dict__,
+        "settings": asdict(settings),
         "clean_accuracy": {a: clean[a]["accuracy"] for a in AGGREGATORS},
         "runs": runs,
     }
@@ -517,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:7.1f} s] {message}", flush=True)
 
     calibrated = {
-        p["partition"]: Settings.from_report(p["settings"])
+        p["partition"]: settings_from_report(p["settings"])
         for p in json.loads(args.settings.read_text(encoding="utf-8"))["partitions"]
     }
     report: dict[str, Any] = {

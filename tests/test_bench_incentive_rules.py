@@ -5,6 +5,7 @@ rounds of a real run (MNIST 5k, IID) whose mean equals the contract's reference.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,15 @@ import numpy as np
 import pytest
 
 from bench import incentive_rules as rules
-from bench.incentives import Sybil, make_context, push_direction, warm_up
+from bench.incentives import Incentives, Sybil, make_context, push_direction, warm_up
 from fl_client.aggregation import capped_weights, integer_average
 from fl_client.codec import quantize
 from fl_client.config import FixedPointFormat, load_config
 
 FMT = FixedPointFormat(scale=1024, max_abs=3000)
-SETTINGS = rules.Settings(
+SETTINGS = Incentives(
+    tier_thresholds=(1,),
+    tier_rewards=(1,),
     min_reward_distance=0,
     max_counted_distance=0,
     min_alignment_bps=0,
@@ -74,7 +77,7 @@ def test_foolsgold_zeroes_identical_accounts_and_keeps_distinct_ones() -> None:
 def test_counted_applies_the_distance_bound_and_the_direction_guard() -> None:
     current = np.zeros(4, dtype=np.int64)
     step = np.array([1, 1, 0, 0])
-    bounded = rules.Settings(**{**SETTINGS.__dict__, "max_counted_distance": 4})
+    bounded = replace(SETTINGS, max_counted_distance=4)
     assert rules.counted(bounded, current, None, np.array([1, 1, 1, 1]))  # exactly on the bound
     assert not rules.counted(bounded, current, None, np.array([1, 1, 1, 2]))
     # along 2, against 2 (weights the step left alone count against): alignment exactly 0.

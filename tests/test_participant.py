@@ -60,6 +60,7 @@ from fl_client.paths import (
     MaskedPath,
     PathContext,
     RelayedPath,
+    RelayEndpoint,
     SubmissionPath,
     own_words_first,
 )
@@ -165,6 +166,20 @@ def make_participant(
         path=path(PathContext(chain, contract, account, view, secret)),
         view=view,
         secret=secret,
+    )
+
+
+def relayed_participant(
+    chain: Chain, contract: Contract, account: str, relay: RelayEndpoint, margin: int
+) -> Participant:
+    """Client 0 on the relayed path through ``relay``, falling back ``margin`` s before the
+    deadline."""
+    return make_participant(
+        chain,
+        contract,
+        account,
+        0,
+        lambda context: RelayedPath(context, relay, fallback_margin=margin),
     )
 
 
@@ -557,13 +572,7 @@ def test_a_relayed_client_the_relay_leaves_out_submits_directly_at_the_fallback_
     view = CoordinatorView.read(isolated, contract)
     relay = Relay(chain=isolated, contract=contract, account=relayer, view=view)
     margin = 100
-    participant = make_participant(
-        isolated,
-        contract,
-        clients[0],
-        0,
-        lambda context: RelayedPath(context, relay, fallback_margin=margin),
-    )
+    participant = relayed_participant(isolated, contract, clients[0], relay, margin)
     deadline = read_round(contract).deadline
     # Execute: hand over; wait while the margin is not reached; then the chain's clock reaches it
     handed = act(participant)
@@ -597,13 +606,7 @@ def test_a_relayed_client_whose_relay_cannot_be_reached_retries_then_submits_dir
     contract = coordinators["plain"]
     relay = RelayClient(f"http://127.0.0.1:{free_port()}", timeout=2)
     margin = 100
-    participant = make_participant(
-        isolated,
-        contract,
-        clients[0],
-        0,
-        lambda context: RelayedPath(context, relay, fallback_margin=margin),
-    )
+    participant = relayed_participant(isolated, contract, clients[0], relay, margin)
     deadline = read_round(contract).deadline
     # Execute: before the margin it waits (and tries again); at the margin it submits directly
     with caplog.at_level(logging.WARNING, logger="fl_client.paths.relayed"):
