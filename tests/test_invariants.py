@@ -53,6 +53,7 @@ and the test fails if some defence or some kind of revert was never reached.
 
 from __future__ import annotations
 
+import abc
 import copy
 import time
 from collections import Counter
@@ -70,6 +71,7 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    StateMachineMeta,
     initialize,
     invariant,
     rule,
@@ -943,7 +945,11 @@ def deploy_environment(
     return env
 
 
-class PipelineMachine(RuleBasedStateMachine):
+class _AbstractMachineMeta(StateMachineMeta, abc.ABCMeta):
+    """Hypothesis's state-machine metaclass that also enforces abstract methods."""
+
+
+class PipelineMachine(RuleBasedStateMachine, metaclass=_AbstractMachineMeta):
     """What both machines share: sending with a predicted outcome, the clock, the invariants."""
 
     mode_phase = "Open"  # the phase a round opens in
@@ -1210,10 +1216,10 @@ class PipelineMachine(RuleBasedStateMachine):
             tuple((e.relayed, e.suppliable, e.dropped) for e in ref.entries),
         )
 
+    @abc.abstractmethod
     def advance_round(self) -> str:
         """Move the clock past every deadline and the close window, then advance the round with
         public actions only; how it ended."""
-        raise NotImplementedError
 
     def public_words(self, round_number: int, client: str) -> list[int]:
         """The words ``client`` sent in ``round_number`` (``submit`` or ``reveal``), decoded from

@@ -242,9 +242,9 @@ def open_deployment(chain: Chain, record: DeploymentRecord) -> Contract:
     contract = contract_at(chain, address)
     try:
         weights = int(call_with_retry(contract.functions.numWeights().call))
+    except NodeUnreachableError:
+        raise
     except (ChainError, ContractLogicError, Web3ValueError) as exc:
-        if isinstance(exc, NodeUnreachableError):
-            raise
         raise DeploymentNotFoundError(
             f"{stale}: the contract at {address} does not answer as a coordinator {hint}"
         ) from exc

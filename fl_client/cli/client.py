@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fl_client.cli.options import (
     add_fl_options,
@@ -16,6 +16,9 @@ from fl_client.cli.options import (
 )
 from fl_client.config import load_config
 from fl_client.errors import ConfigError
+
+if TYPE_CHECKING:  # the chain side is imported when a command runs
+    from fl_client.chain import DeploymentRecord
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +50,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     client.set_defaults(handler=run)
 
 
-def secret_name(network: str, record: Any, account: str) -> str:
+def secret_name(network: str, record: DeploymentRecord, account: str) -> str:
     """The file name of a client's secret: named by the deployment, not only its address, since a
     node restarted without its state can put a new deployment at the same address, and masking
     keys and salts must not repeat across deployments."""
@@ -137,8 +140,8 @@ def run(args: argparse.Namespace) -> int:
         contract=contract,
         account=account,
         view=view,
-        relayed_words=own_words_first(path.words, relay.words if relay is not None else None)
-        if isinstance(path, RelayedPath)
+        relayed_words=own_words_first(path.words, relay.words)
+        if isinstance(path, RelayedPath) and relay is not None
         else None,
     )
     loop = ParticipantLoop(

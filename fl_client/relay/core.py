@@ -197,40 +197,33 @@ class Relay:
             self._pending = {k: u for k, u in self._pending.items() if k[0] >= info.number}
         if not due or info.phase != "Open":
             return []
-        # A client may have fallen back to submitting directly meanwhile, or someone may have
-        # registered its signed update first (copied from this relay's pending transaction): it
-        # would revert the whole batch (CoordinatorUpdateReplayed). When the chain holds this very
-        # update, the relay keeps its words for the close; otherwise it drops it.
-        already = [
-            u for u in due if read_progress(self.contract, u.client).round_number == info.number
-        ]
-        for update in already:
-            held = self._holds_on_chain(update)
+        # Each update is run alone first (a free call): whatever changed since hand-over drops
+        # that update alone, before it can revert a batch. A client may have fallen back to
+        # submitting directly meanwhile, or someone may have registered its signed update first
+        # (copied from this relay's pending transaction): both are replays. When the chain holds
+        # this very update, the relay keeps its words for the close.
+        for update in list(due):
+            error = self._refusal(update, info.number)
+            if error is None:
+                continue
+            due.remove(update)
             key = (update.round_number, update.client)
+            held = error.name == "CoordinatorUpdateReplayed" and self._holds_on_chain(update)
             with self._lock:
                 self._pending.pop(key, None)
                 if held:
                     self._registered[key] = update
-            logger.info(
-                "relay: %s's update for round %d is on-chain already (%s)",
-                update.client,
-                info.number,
-                "registered by another account: its words kept for the close"
-                if held
-                else "another update: dropped",
-            )
-        due = [u for u in due if u not in already]
-        # Whatever else changed since hand-over (eligibility, a budget, ...) drops that update
-        # alone, before it can revert a batch.
-        for update in list(due):
-            error = self._refusal(update, info.number)
-            if error is not None:
-                with self._lock:
-                    self._pending.pop((update.round_number, update.client), None)
+            if held:
+                logger.info(
+                    "relay: %s's update for round %d is on-chain already (registered by another "
+                    "account, or sent directly): its words are kept for the close",
+                    update.client,
+                    info.number,
+                )
+            else:
                 logger.warning(
                     "relay: dropped %s's update for round %d: %s", update.client, info.number, error
                 )
-                due.remove(update)
         due = due[: max(0, self.view.target - read_round(self.contract).submissions)]
         if not due:
             return []
