@@ -67,6 +67,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import statistics
 import sys
 from collections.abc import Callable, Sequence
@@ -84,6 +85,7 @@ from bench.common import (
     command_line,
     contracts_fingerprint,
     machine,
+    machine_note,
     write_json,
 )
 from fl_client.aggregation import directional_l1, step_signs
@@ -978,9 +980,9 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        f"Wall time {report['seconds'] / 60:.1f} min on {report['machine']['cpus']} cores "
-        f"(load average {report['machine']['load_average_at_start'][0]:.1f} at the start): "
-        "timings will be re-measured on a quiet machine; accuracies and gas do not depend on it.",
+        f"Wall time {report['seconds'] / 60:.1f} min. "
+        + machine_note(report["machine"])
+        + " Accuracies and gas do not depend on the load.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -1062,6 +1064,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chain, fl, clients=args.clients, seed=args.seed, log=log
             )
     report["contracts_changed_during_run"] = contracts_fingerprint() != report["contracts"]
+    report["machine"]["load_average_at_end"] = list(os.getloadavg())
     report["seconds"] = round(watch(), 1)
     write_json("adversaries", report, args.out / "adversaries.json")
     text = markdown(report)

@@ -36,8 +36,9 @@ closing each round segment by segment.
   (``--relayed-rounds``) whose models are checked, by hash, to be those of the direct run; its
   rounds to a target are the direct run's, each priced at its measured mean gas per round.
 
-Wall times depend on the machine and its load (the committed figures were taken on a loaded
-2-core machine and will be re-measured on a quiet one); accuracies and gas do not.
+Wall times depend on the machine and its load (the report states the load at the start and the
+end, and calls the wall times provisional when other work shared the CPUs); accuracies and gas
+do not.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import signal
 import statistics
 import subprocess
@@ -70,6 +72,7 @@ from bench.common import (
     command_line,
     contracts_fingerprint,
     machine,
+    machine_note,
     write_json,
 )
 from fl_client.chain import (
@@ -845,10 +848,7 @@ def markdown(report: dict[str, Any]) -> str:
         "for the submissions and one for each segment close, sent one after the other (blocks "
         "counted from the receipts). Nothing extrapolated. The paper: chain-based adds "
         f"{PAPER_SECONDS_ADDED_PER_ROUND[0]:.0f}-{PAPER_SECONDS_ADDED_PER_ROUND[1]:.0f} s per round "
-        "(one Ethereum block time). Wall times were measured on a loaded machine "
-        f"({report['machine']['cpus']} cores, load average "
-        f"{report['machine']['load_average_at_start'][0]:.1f} at the start) and will be "
-        "re-measured on a quiet one.",
+        "(one Ethereum block time). " + machine_note(report["machine"]),
         "",
         "| mode | users | rounds | s / round (mean) | s / round (each, or min .. max) "
         "| blocks / round | added vs plain (s) |",
@@ -1353,7 +1353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     widest = transactions[-1]
     report: dict[str, Any] = {
         "command": command_line(MODULE, arguments),
-        "machine": started_on,
+        "machine": {**started_on, "load_average_at_end": list(os.getloadavg())},
         "contracts": contracts,
         "seconds": round(watch(), 1),
         "settings": {
