@@ -61,6 +61,7 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         uint32 maxDropouts;
         uint32 setupDuration;
         uint32 recoveryDuration;
+        uint8 trimEach;
     }
 
     /// SecureAggregation: the open round's cohort (one slot).
@@ -188,6 +189,10 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     uint256[] internal _rdpPerParticipation;
     uint256[] internal _rdpConversion;
     mapping(address client => uint256 count) internal _participations;
+    /// RewardReference Progress: the distance of the round's new model from the current one, as
+    /// far as its segments are closed. The close of the last segment reads it and sets it back to
+    /// 0 (a round that started closing always finishes: `finalize` refuses it).
+    uint256 internal _roundStep;
 
     // ---------------------------------------------------------------- guards
 
@@ -511,13 +516,20 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         );
     }
 
-    /// The tier of `total` and what was credited for it to `client`.
+    /// The tier of the distance `total` and what was credited for it to `client` (nothing below
+    /// the free-rider guard).
     function _reward(address client, uint256 total) internal returns (uint8 tier, uint256 reward) {
+        if (total < _config.minRewardDistance) return (NO_TIER, 0); // the free-rider guard
+        return _payTier(client, total);
+    }
+
+    /// The tier of `score` (the first threshold at or above it) and what was credited for it to
+    /// `client`.
+    function _payTier(address client, uint256 score) internal returns (uint8 tier, uint256 reward) {
         tier = NO_TIER;
-        if (total < _config.minRewardDistance) return (tier, 0); // the free-rider guard
         uint256 tiers = _tierThresholds.length;
         for (uint256 i = 0; i < tiers; ++i) {
-            if (total <= _tierThresholds[i]) {
+            if (score <= _tierThresholds[i]) {
                 tier = uint8(i);
                 reward = _tierRewards[i];
                 break;

@@ -30,7 +30,8 @@ interface CoordinatorTypes {
     /// @notice What a submission's reward distance is measured from.
     enum RewardReference {
         Current, // the model at submit time: paid on submit (the seed paper's rule)
-        Aggregate // the round's new model: measured and paid by the close
+        Aggregate, // the round's new model: measured and paid by the close
+        Progress // how far the update went the way the model went: measured and paid by the close
     }
 
     /// @notice Where the open round is in its life cycle.
@@ -81,6 +82,7 @@ interface CoordinatorTypes {
         uint256 maxDropouts; // SecureAggregation: members that may drop out and the round still closes
         uint256 setupDuration; // SecureAggregation: seconds for each of the Register and Share phases
         uint256 recoveryDuration; // SecureAggregation: seconds for the survivors to reveal shares
+        uint256 trimEach; // Mean: values left out at each end of every weight (trimmed mean; 0: off)
     }
 
     /// @notice The units that carry the submission paths, each a contract of its own that the
@@ -225,8 +227,10 @@ interface CoordinatorTypes {
         uint256 fee,
         uint256 clamped
     );
-    /// @notice RewardReference Aggregate: `client`'s round-`round` update lies `distance` from the
-    /// round's new model; it was credited `reward` wei (`tier` 255: none).
+    /// @notice RewardReference Aggregate or Progress, at the close: `client`'s round-`round` update
+    /// scored `distance`, the value its tier is read from (lower is better): Aggregate, its
+    /// distance from the round's new model; Progress, its shortfall in basis points of the step
+    /// (see `FLCoordinator.rewardReference`). It was credited `reward` wei (`tier` 255: none).
     event RewardSettled(uint256 indexed round, address indexed client, uint256 distance, uint8 tier, uint256 reward);
     /// @notice `relayer` registered `client`'s signed round-`round` update (its words follow in
     /// the close, which measures and pays it).

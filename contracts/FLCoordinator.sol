@@ -44,8 +44,13 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     uint256 private constant CLOSE_FIXED_GAS = 250_000;
     uint256 private constant CLOSE_UPDATE_GAS = 90_000; // an update's books; a relayed one's reward
     uint256 private constant CLOSE_UPDATE_WORD_GAS = 300; // hash, sum, distances (relayed, aggregate)
-    uint256 private constant CLOSE_ACC_WORD_GAS = 60; // per update word and accumulator word
+    uint256 private constant CLOSE_ACC_WORD_GAS = 175; // per update word and accumulator word
     uint256 private constant CLOSE_WORD_GAS = 2_500; // averaging, step bounds and direction, per word
+    // 64- and 128-bit accumulator lanes (sample-weighted, `targetSubmissions * maxSampleCount >=
+    // 2**16`): averaging's loops, per word and accumulator word beyond the 32-bit branch's two
+    uint256 private constant WIDE_LANE_WORD_GAS = 2_000;
+    // The direction guard, from round 2 on: a relayed update word measured along the last step
+    uint256 private constant GUARD_WORD_GAS = 900;
     uint256 private constant CODE_DEPOSIT_GAS = 200; // per byte of an SSTORE2 chunk
     uint256 private constant MASKED_WORD_GAS = 400; // a survivor's masked word: hash and lane sum
     uint256 private constant MASKED_PAIR_GAS = 20_000; // a (dropped, survivor) pair: its seed
@@ -53,6 +58,8 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
     uint256 private constant MASKED_AVERAGE_WORD_GAS = 24_000; // sixteen lanes averaged and clamped
     uint256 private constant MEASURE_WORD_GAS = 400; // RewardReference.Aggregate: an update word measured again
     uint256 private constant SQUARED_L2_WORD_GAS = 3_000; // per update word and measurement, lane by lane
+    uint256 private constant TRIM_WORD_GAS = 900; // per update word and value trimmed at each end
+    uint256 private constant STEP_MEASURE_WORD_GAS = 2_500; // RewardReference.Progress: a model word of the step
     uint256 private constant STEP_WORD_GAS = 6_000; // maxStep or maxDrift: a model word clamped
     uint256 private constant DRIFT_WORD_GAS = 1_500; // maxDrift: the checkpoint's word besides
 
@@ -119,6 +126,7 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         config.maxDropouts = uint32(params.maxDropouts);
         config.setupDuration = uint32(params.setupDuration);
         config.recoveryDuration = uint32(params.recoveryDuration);
+        config.trimEach = uint8(params.trimEach);
         _rdpPerParticipation = params.rdpPerParticipation;
         _rdpConversion = params.rdpConversion;
         _checkTransactionLimits(params, perSegment, config.accBits / 16);
@@ -786,6 +794,13 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         return _config.aggregation;
     }
 
+    /// @notice Mean: the values of each weight the round's average leaves out at each end (a
+    /// coordinate-wise trimmed mean; 0: the plain mean). A round of `n` updates leaves out at most
+    /// `(n - 1) / 2` at each end.
+    function trimEach() external view returns (uint256) {
+        return _config.trimEach;
+    }
+
     /// @notice L1 or squared L2 distance.
     function distance() external view returns (Distance) {
         return _config.distance;
@@ -826,8 +841,13 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         return _config.minAlignment;
     }
 
-    /// @notice What a reward's distance is measured from: the current model (paid on submit) or
-    /// the round's new model (paid by the close).
+    /// @notice What a reward is read from: Current, the distance from the current model (paid on
+    /// submit); Aggregate, the distance from the round's new model (paid by the close); Progress,
+    /// paid by the close, the shortfall `(d(u, new) + d(old, new) - d(u, old)) * 10000 / d(old,
+    /// new)` in basis points: 10000 minus the update's progress. Under L1 it lies from 0 (the
+    /// update went at least the model's whole way) to 20000 (it stood still, or went the other
+    /// way). The tiers' thresholds are distances under the first two, basis points under
+    /// Progress; lower is better under all three.
     function rewardReference() external view returns (RewardReference) {
         return _config.rewardReference;
     }
@@ -1002,11 +1022,16 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         uint256 memoryWords = closeBytes / 32 + perSegment * (accWords + 4) + dirWords + 64;
         // A relayed update is measured in the close, and every update again against the new model
         // with the aggregate reward reference; squared L2 measures lane by lane.
-        uint256 measures = p.rewardReference == RewardReference.Aggregate ? 2 : 1;
+        // The trimmed mean's passes cost per update word and value left out at each end, and the
+        // direction guard splits a relayed update's distance along the last step (from round 2).
+        uint256 measures = p.rewardReference == RewardReference.Current ? 1 : 2;
         uint256 updateWordGas = CLOSE_UPDATE_WORD_GAS + (measures - 1) * MEASURE_WORD_GAS
-            + (p.distance == Distance.SquaredL2 ? measures * SQUARED_L2_WORD_GAS : 0);
+            + (p.distance == Distance.SquaredL2 ? measures * SQUARED_L2_WORD_GAS : 0) + p.trimEach * TRIM_WORD_GAS
+            + (dirWords != 0 ? GUARD_WORD_GAS : 0);
         uint256 execution = CLOSE_FIXED_GAS + target * (CLOSE_UPDATE_GAS + perSegment * updateWordGas)
-            + target * perSegment * accWords * CLOSE_ACC_WORD_GAS + perSegment * (CLOSE_WORD_GAS + _stepWordGas(p))
+            + target * perSegment * accWords * CLOSE_ACC_WORD_GAS
+            + perSegment * (CLOSE_WORD_GAS + (accWords - 2) * WIDE_LANE_WORD_GAS + _stepWordGas(p))
+            + (p.rewardReference == RewardReference.Progress ? perSegment * _stepMeasureGas(p) : 0)
             + 32_000
             + chunkBytes * CODE_DEPOSIT_GAS + 3 * memoryWords + memoryWords * memoryWords / 512;
         uint256 standard = 21_000 + 16 * closeBytes + execution;
@@ -1032,6 +1057,11 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         uint256 gas = 21_000 + 16 * closeBytes + execution;
         if (gas < 21_000 + 40 * closeBytes) gas = 21_000 + 40 * closeBytes;
         if (gas > p.txGasCap) revert CoordinatorExceedsTransactionLimit("closeMaskedGas", gas, p.txGasCap);
+    }
+
+    /// RewardReference Progress: gas per model word of measuring the round's step.
+    function _stepMeasureGas(Parameters memory p) private pure returns (uint256) {
+        return STEP_MEASURE_WORD_GAS + (p.distance == Distance.SquaredL2 ? SQUARED_L2_WORD_GAS : 0);
     }
 
     /// Gas per model word of a close's step and drift bounds.
@@ -1096,6 +1126,13 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
         if (p.closeFee > type(uint128).max) revert CoordinatorInvalidParameter("closeFee", p.closeFee);
         if (p.relayFee > type(uint128).max) revert CoordinatorInvalidParameter("relayFee", p.relayFee);
         if (p.maxShareBps > 10_000) revert CoordinatorInvalidParameter("maxShareBps", p.maxShareBps);
+        // The trimmed mean weighs every update 1, and leaves at least one value in play.
+        if (
+            p.trimEach != 0
+                && (p.trimEach > type(uint8).max || p.aggregation != Aggregation.Mean || 2 * p.trimEach >= p.targetSubmissions)
+        ) {
+            revert CoordinatorInvalidParameter("trimEach", p.trimEach);
+        }
         if (p.maxStep >= PackedVectors.OFFSET) revert CoordinatorInvalidParameter("maxStep", p.maxStep);
         if (p.maxDrift >= PackedVectors.OFFSET) revert CoordinatorInvalidParameter("maxDrift", p.maxDrift);
         if (p.maxDrift != 0 && (p.driftWindow == 0 || p.driftWindow > type(uint32).max)) {
@@ -1125,6 +1162,8 @@ contract FLCoordinator is CoordinatorBase, IERC5267 {
             if (p.rewardReference != RewardReference.Current) {
                 revert CoordinatorInvalidParameter("rewardReference", uint256(p.rewardReference));
             }
+            // The close sees only the masked sum.
+            if (p.trimEach != 0) revert CoordinatorInvalidParameter("trimEach", p.trimEach);
         }
     }
 

@@ -453,6 +453,91 @@ library PackedVectors {
         }
     }
 
+    /// @notice The rounded coordinate-wise trimmed mean of `n` updates (every weight 1), as `count`
+    /// wire words written to memory `out`: per lane, the `cut` largest and the `cut` smallest of
+    /// the `n` values are left out and the other `n - 2 cut` averaged, `roundedDiv(sum(q), n - 2
+    /// cut) + OFFSET`. The update `e` is `count` wire words at calldata offset `mload(sources + 64
+    /// e)` (its weight, at `sources + 64 e + 32`, is not read).
+    /// @param cut Values left out at each end, with `2 cut < n`.
+    /// @dev Lane-parallel (SWAR): each wire word is split in its even and odd lanes, eight 16-bit
+    /// offset-binary values in the 32-bit lanes of a word, and each half is worked on whole. A
+    /// compare-exchange of two such words takes each lane's minimum and maximum at once (bit 16 of
+    /// `(a | 2**16) - b` is set exactly where `a >= b`, and no lane borrows). `cut` passes carry
+    /// the running maximum through the values still in play and remove it, `cut` more the
+    /// minimum; the removed values are subtracted from the lanes' sums (no lane borrows either:
+    /// they are part of the sum). The division rounds as `averageOf` does.
+    function trimmedMeanOf(uint256 sources, uint256 n, uint256 count, uint256 cut, uint256 out) internal pure {
+        assembly ("memory-safe") {
+            // The lanes of `a` and `b` where each is the smaller and the larger.
+            function exchange(a, b) -> low, high {
+                let mask := mul(and(shr(16, sub(or(a, BIT16_OF_32), b)), ONE_OF_32), 0xFFFF)
+                let swap := and(xor(a, b), mask)
+                high := xor(b, swap)
+                low := xor(a, swap)
+            }
+            // Removes the `cut` largest and smallest values of each lane of the `n` words at
+            // `values` (reordering them) and returns their lane sums.
+            function extremes(values, count_, cut_) -> removed {
+                let low := values
+                let high := add(values, shl(5, count_))
+                for { let k := 0 } lt(k, cut_) { k := add(k, 1) } {
+                    let carried := mload(low)
+                    for { let p := add(low, 0x20) } lt(p, high) { p := add(p, 0x20) } {
+                        let smaller, larger := exchange(carried, mload(p))
+                        mstore(sub(p, 0x20), smaller)
+                        carried := larger
+                    }
+                    removed := add(removed, carried)
+                    high := sub(high, 0x20)
+                    carried := mload(low)
+                    for { let p := add(low, 0x20) } lt(p, high) { p := add(p, 0x20) } {
+                        let smaller, larger := exchange(carried, mload(p))
+                        mstore(p, larger)
+                        carried := smaller
+                    }
+                    removed := add(removed, carried)
+                    low := add(low, 0x20)
+                }
+            }
+            let kept := sub(n, shl(1, cut))
+            let bias := mul(OFFSET, kept)
+            let half := shr(1, kept)
+            let tie := iszero(and(kept, 1))
+            let sourcesEnd := add(sources, shl(6, n))
+            let end := add(out, shl(5, count))
+            let evens := mload(0x40) // scratch: the even halves, then the odd ones
+            let odds := add(evens, shl(5, n))
+            for { let offset := 0 } lt(out, end) {
+                out := add(out, 0x20)
+                offset := add(offset, 0x20)
+            } {
+                let evenSum := 0
+                let oddSum := 0
+                let p := 0
+                for { let e := sources } lt(e, sourcesEnd) { e := add(e, 0x40) } {
+                    let w := calldataload(add(mload(e), offset))
+                    let even := and(w, LOW16_OF_32)
+                    let odd := and(shr(16, w), LOW16_OF_32)
+                    mstore(add(evens, p), even)
+                    mstore(add(odds, p), odd)
+                    evenSum := add(evenSum, even)
+                    oddSum := add(oddSum, odd)
+                    p := add(p, 0x20)
+                }
+                evenSum := sub(evenSum, extremes(evens, n, cut))
+                oddSum := sub(oddSum, extremes(odds, n, cut))
+                let word := 0
+                for { let shift := 0 } lt(shift, 256) { shift := add(shift, 32) } {
+                    let s := and(shr(shift, evenSum), 0xFFFFFFFF)
+                    word := or(word, shl(shift, div(sub(add(s, half), and(lt(s, bias), tie)), kept)))
+                    s := and(shr(shift, oddSum), 0xFFFFFFFF)
+                    word := or(word, shl(add(shift, 16), div(sub(add(s, half), and(lt(s, bias), tie)), kept)))
+                }
+                mstore(out, word)
+            }
+        }
+    }
+
     /// @notice Bounds the step of a new segment, lane by lane, in place: each weight of the
     /// `count` words at memory `next` is clamped to within `maxStep` of the current model's
     /// (`current`) and within `maxDrift` of the checkpoint's (`checkpoint`); a bound of 0 is off.

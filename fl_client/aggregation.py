@@ -48,6 +48,40 @@ def integer_average(
     return np.array([rounded_div(s, total) for s in sums], dtype=np.int64)
 
 
+def trim_cut(trim_each: int, count: int) -> int:
+    """Values the trimmed mean leaves out at each end of a weight when ``count`` updates are
+    averaged: ``trim_each``, but never so many that no value is left (``(count - 1) // 2``)."""
+    return max(0, min(trim_each, (count - 1) // 2))
+
+
+def trimmed_average(vectors: Sequence[np.ndarray], trim_each: int) -> np.ndarray:
+    """The contract's coordinate-wise trimmed mean (``PackedVectors.trimmedMeanOf``): per entry,
+    the :func:`trim_cut` largest and smallest values left out, the others averaged and rounded
+    as :func:`rounded_div` does; ``trim_each`` 0 (or too few vectors) is the plain mean."""
+    if not vectors:
+        raise ValueError("no vectors to average")
+    if any(v.shape != vectors[0].shape for v in vectors):
+        raise ShapeError("vectors to average differ in length")
+    cut = trim_cut(trim_each, len(vectors))
+    if cut == 0:
+        return integer_average(vectors)
+    ordered = np.sort(np.stack([v.astype(np.int64) for v in vectors]), axis=0)
+    kept = ordered[cut : len(vectors) - cut]
+    return np.array([rounded_div(int(s), kept.shape[0]) for s in kept.sum(axis=0)], dtype=np.int64)
+
+
+def shortfall_bps(to_new: int, from_old: int, step: int) -> int:
+    """RewardReference Progress (the contract's ``_shortfall``): how far an update ``from_old``
+    from the current model and ``to_new`` from the round's new model, the two ``step`` apart,
+    fell short of the model's step, in basis points of the step: ``(to_new + step - from_old)
+    * 10000 // step``, at least 0; 10000 when the model did not move. Lower is better: under L1
+    from 0 (the update went at least the model's whole way) to 20000 (it stood still, or went
+    the other way)."""
+    if step == 0:
+        return 10_000
+    return max(0, (to_new + step - from_old) * 10_000 // step)
+
+
 def distance(model: np.ndarray, update: np.ndarray, metric: str) -> int:
     """L1 or squared L2 distance between two quantized vectors, as the contract measures it."""
     if model.shape != update.shape:

@@ -104,9 +104,14 @@ class RewardConfig:
     thresholds_per_weight: tuple[int, ...]
     amounts_wei: tuple[int, ...]
     pool_wei: int
+    # RewardReference progress: tiers by shortfall, in basis points of the round's step.
+    thresholds_bps: tuple[int, ...] = (2500, 5000, 7500)
 
-    def thresholds(self, num_weights: int) -> tuple[int, ...]:
-        """The contract's distance thresholds for a model of ``num_weights`` weights."""
+    def thresholds(self, num_weights: int, reference: str = "current") -> tuple[int, ...]:
+        """The contract's tier thresholds: distances for a model of ``num_weights`` weights, or
+        under the ``progress`` reference shortfalls in basis points."""
+        if reference == "progress":
+            return self.thresholds_bps
         return tuple(t * num_weights for t in self.thresholds_per_weight)
 
 
@@ -134,7 +139,9 @@ _CONTRACT_INTEGERS = (
     "max_dropouts",
     "setup_duration",
     "recovery_duration",
+    "trim_each",
 )
+REWARD_REFERENCES = ("current", "aggregate", "progress")
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class ContractConfig:
     max_dropouts: int = 1
     setup_duration: int = 600
     recovery_duration: int = 600
+    trim_each: int = 0
 
     def __post_init__(self) -> None:
         for name in _CONTRACT_INTEGERS:
@@ -196,9 +204,16 @@ class ContractConfig:
             )
         if self.distance not in ("l1", "squared_l2"):
             raise ConfigError(f"contract.distance must be l1 or squared_l2, got {self.distance!r}")
-        if self.reward_reference not in ("current", "aggregate"):
+        if self.reward_reference not in REWARD_REFERENCES:
             raise ConfigError(
-                f"contract.reward_reference must be current or aggregate, got {self.reward_reference!r}"
+                f"contract.reward_reference must be one of {', '.join(REWARD_REFERENCES)}, "
+                f"got {self.reward_reference!r}"
+            )
+        if self.trim_each > 255:
+            raise ConfigError(f"contract.trim_each must be at most 255, got {self.trim_each}")
+        if self.trim_each and self.aggregation != "mean":
+            raise ConfigError(
+                "contract.trim_each needs aggregation mean: the trimmed mean weighs every update 1"
             )
         if self.words_per_segment != "auto" and (
             isinstance(self.words_per_segment, bool)
@@ -222,6 +237,7 @@ class ContractConfig:
             "min_alignment_bps": self.min_alignment_bps != ALIGNMENT_OFF,
             "max_share_bps": self.max_share_bps != 0,
             "reward_reference": self.reward_reference != "current",
+            "trim_each": self.trim_each != 0,
         }
         named = [name for name, set_ in per_update.items() if set_]
         if named:
@@ -462,6 +478,11 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
         raise ConfigError(
             "rewards.thresholds_per_weight and rewards.amounts_wei must be non-empty and of equal length"
         )
+    bps = tuple(int(v) for v in rewards.get("thresholds_bps", RewardConfig.thresholds_bps))
+    if len(bps) != len(amounts) or list(bps) != sorted(bps) or any(v < 0 for v in bps):
+        raise ConfigError(
+            "rewards.thresholds_bps must be ascending, non-negative and as many as rewards.amounts_wei"
+        )
     values = {key: raw[key] for key in known if key in raw}
     if "hidden_layers" in values:
         layers = values["hidden_layers"] or ()
@@ -474,7 +495,7 @@ def _fl(raw: Mapping[str, Any]) -> FLConfig:
             int(fixed.get("scale", 1024)), int(fixed.get("max_abs", 3000))
         ),
         contract=ContractConfig(**dict(contract)),
-        rewards=RewardConfig(thresholds, amounts, int(rewards.get("pool_wei", 0))),
+        rewards=RewardConfig(thresholds, amounts, int(rewards.get("pool_wei", 0)), bps),
         privacy=PrivacyConfig(**dict(privacy)),
     )
 

@@ -260,6 +260,16 @@ def run_plain_federated(
     )
 
 
+def trimmed_float(vectors: Sequence[np.ndarray], trim_each: int) -> np.ndarray:
+    """The coordinate-wise trimmed mean in ``float64``: per entry, ``trim_each`` values left out
+    at each end (at most ``(n - 1) // 2`` of ``n``), the rest averaged; 0 is the plain mean."""
+    if len(vectors) == 0:
+        raise ValueError("cannot average an empty sequence of vectors")
+    cut = max(0, min(trim_each, (len(vectors) - 1) // 2))
+    ordered = np.sort(np.stack([np.asarray(v, dtype=np.float64) for v in vectors]), axis=0)
+    return np.asarray(ordered[cut : len(vectors) - cut].mean(axis=0), dtype=np.float64)
+
+
 def run_task_federated(
     task: LoadedTask,
     spec: DataSpec,
@@ -271,6 +281,7 @@ def run_task_federated(
     fraction: float = 1.0,
     initial: np.ndarray | None = None,
     test_data: Any = None,
+    trim_each: int = 0,
 ) -> FederatedResult:
     """Run federated learning of a task with an in-process averaging server (float64 FedAvg).
 
@@ -298,6 +309,9 @@ def run_task_federated(
         Flat initial parameters; by default those of ``task``'s model built with ``seed``.
     test_data : object, optional
         The held-out set when the caller has it already (else ``task.load_test_data(spec)``).
+    trim_each : int, optional
+        ``"mean"`` only: the coordinate-wise trimmed mean, ``trim_each`` values left out at each
+        end of every weight (:func:`trimmed_float`); 0, the plain mean.
 
     Returns
     -------
@@ -336,7 +350,12 @@ def run_task_federated(
             trainer = trainers[client]
             updates.append(trainer.fit(global_parameters, round_number=round_number).weights)
             samples.append(float(trainer.num_samples))
-        global_parameters = average_float(updates, samples if aggregation == "weighted" else None)
+        if trim_each and aggregation == "mean":
+            global_parameters = trimmed_float(updates, trim_each)
+        else:
+            global_parameters = average_float(
+                updates, samples if aggregation == "weighted" else None
+            )
         set_flat_parameters(model, global_parameters)
         evaluation = task.evaluate(model, held_out)
         history.append(

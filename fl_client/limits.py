@@ -22,8 +22,10 @@ CLOSE_HEAD_BYTES = 196
 CLOSE_FIXED_GAS = 250_000
 CLOSE_UPDATE_GAS = 90_000
 CLOSE_UPDATE_WORD_GAS = 300
-CLOSE_ACC_WORD_GAS = 60
+CLOSE_ACC_WORD_GAS = 175
 CLOSE_WORD_GAS = 2_500
+WIDE_LANE_WORD_GAS = 2_000
+GUARD_WORD_GAS = 900
 CODE_DEPOSIT_GAS = 200
 MASKED_WORD_GAS = 400
 MASKED_PAIR_GAS = 20_000
@@ -31,6 +33,8 @@ MASK_WORD_GAS = 500
 MASKED_AVERAGE_WORD_GAS = 24_000
 MEASURE_WORD_GAS = 400
 SQUARED_L2_WORD_GAS = 3_000
+TRIM_WORD_GAS = 900
+STEP_MEASURE_WORD_GAS = 2_500
 STEP_WORD_GAS = 6_000
 DRIFT_WORD_GAS = 1_500
 ALIGNMENT_OFF = -10_000
@@ -39,13 +43,16 @@ ALIGNMENT_OFF = -10_000
 @dataclass(frozen=True)
 class CloseWork:
     """What a close does beyond averaging, as far as its gas goes: squared-L2 distances (measured
-    lane by lane), the aggregate reward reference (every update measured again, against the new
-    model), and the step and drift bounds (each model word clamped)."""
+    lane by lane), a reward reference read at the close (every update measured again, against
+    the new model), the trimmed mean (``trim`` values left out at each end: passes over every
+    update's words), and the step and drift bounds (each model word clamped)."""
 
     squared_l2: bool = False
     aggregate: bool = False
     step: bool = False
     drift: bool = False
+    trim: int = 0
+    progress: bool = False  # RewardReference Progress: the round's step measured too
 
     @property
     def update_word_gas(self) -> int:
@@ -55,14 +62,19 @@ class CloseWork:
             CLOSE_UPDATE_WORD_GAS
             + (measures - 1) * MEASURE_WORD_GAS
             + (measures * SQUARED_L2_WORD_GAS if self.squared_l2 else 0)
+            + self.trim * TRIM_WORD_GAS
         )
 
     @property
     def step_word_gas(self) -> int:
-        """Gas per model word of the step and drift bounds."""
+        """Gas per model word of the step and drift bounds, and of the step's measure under the
+        progress reference."""
+        measure = 0
+        if self.progress:
+            measure = STEP_MEASURE_WORD_GAS + (SQUARED_L2_WORD_GAS if self.squared_l2 else 0)
         if not (self.step or self.drift):
-            return 0
-        return STEP_WORD_GAS + (DRIFT_WORD_GAS if self.drift else 0)
+            return measure
+        return measure + STEP_WORD_GAS + (DRIFT_WORD_GAS if self.drift else 0)
 
 
 PLAIN_CLOSE = CloseWork()
@@ -108,11 +120,13 @@ def close_cost(
     close_bytes = CLOSE_HEAD_BYTES + target * (words_per_segment * 32 + 32)
     chunk_bytes = (words_per_segment + dir_words) * 32
     memory_words = close_bytes // 32 + words_per_segment * (acc_words + 4) + dir_words + 64
+    update_word_gas = work.update_word_gas + (GUARD_WORD_GAS if guard else 0)
     execution = (
         CLOSE_FIXED_GAS
-        + target * (CLOSE_UPDATE_GAS + words_per_segment * work.update_word_gas)
+        + target * (CLOSE_UPDATE_GAS + words_per_segment * update_word_gas)
         + target * words_per_segment * acc_words * CLOSE_ACC_WORD_GAS
-        + words_per_segment * (CLOSE_WORD_GAS + work.step_word_gas)
+        + words_per_segment
+        * (CLOSE_WORD_GAS + (acc_words - 2) * WIDE_LANE_WORD_GAS + work.step_word_gas)
         + 32_000
         + chunk_bytes * CODE_DEPOSIT_GAS
         + 3 * memory_words

@@ -211,7 +211,7 @@ class Participant:
             )
             sample_count, counted, relayed = record.sample_count, record.counted, record.relayed
             distance, tier, reward = record.distance, record.tier, record.reward_wei
-            if self.view.reward_reference == "aggregate" and record.counted:
+            if self.view.reward_reference != "current" and record.counted:
                 # The close measures the update against the round's new model and pays then.
                 settled = reward_settled(self.contract, self.account, round_number)
                 if settled is None:

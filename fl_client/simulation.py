@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fl_client.aggregation import integer_average
+from fl_client.aggregation import integer_average, trimmed_average
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
 from fl_client.client_secret import simulation_secret
 from fl_client.codec import dequantize, encode, unpack, vector_hash
@@ -225,6 +225,7 @@ def run_simulation(
         fraction=fl.fraction,
         initial=initial_flat,
         test_data=test_data,
+        trim_each=fl.contract.trim_each,
     )
 
     first_relayed = fl.clients - fl.relayed_clients
@@ -279,6 +280,7 @@ def run_simulation(
                 quantized=quantized,
                 model_hash="0x" + vector_hash(words, view.words_per_segment).hex(),
                 sample_weighted=fl.contract.aggregation == "sample_weighted",
+                trim_each=fl.contract.trim_each,
                 seconds=time.perf_counter() - round_started,
                 # Each client's releases compose; no amplification by the selection of clients
                 # is claimed (it is seeded, and every submission is public with its sender).
@@ -384,17 +386,20 @@ def _report(
     quantized: np.ndarray,
     model_hash: str,
     sample_weighted: bool,
+    trim_each: int,
     seconds: float,
     epsilon: float | None,
 ) -> RoundReport:
     counted = [o for o in outcomes if o.counted]
+    vectors = [unpack(list(o.words), quantized.size) for o in counted]
     expected = (
-        integer_average(
-            [unpack(list(o.words), quantized.size) for o in counted],
-            [o.sample_count for o in counted] if sample_weighted else None,
+        None
+        if not counted
+        else trimmed_average(vectors, trim_each)
+        if trim_each
+        else integer_average(
+            vectors, [o.sample_count for o in counted] if sample_weighted else None
         )
-        if counted
-        else None
     )
     rewards: dict[str, int] = {}
     counts: dict[str, int] = {}

@@ -33,8 +33,9 @@ from fl_client.chain import (
     record_path,
     write_record,
 )
-from fl_client.cli import client_account, main
+from fl_client.cli import build_parser, client_account, main
 from fl_client.cli.client import secret_name
+from fl_client.cli.options import fl_overrides
 from fl_client.compile import get_contract
 from fl_client.config import PROJECT_ROOT, load_config
 from fl_client.errors import ConfigError
@@ -526,3 +527,23 @@ def test_a_new_deployment_at_the_same_address_gets_a_new_client_secret() -> None
     assert secret_name("anvil", first, "0xC") == f"anvil-{first.address}-0xC.key"  # older records
     assert secret_name("anvil", again, "0xC") == f"anvil-{first.address}-{'aa' * 8}-0xC.key"
     assert secret_name("anvil", again, "0xC") != secret_name("anvil", other, "0xC")
+
+
+def test_reward_reference_and_trim_flags_override_the_configured_contract() -> None:
+    """``--reward-reference`` and ``--trim-each`` replace the contract's settings of
+    brownie-config.yaml; a trim with sample-weighted aggregation is refused by name."""
+    # Prepare
+    parser = build_parser()
+    project = load_config()
+    # Execute
+    args = parser.parse_args(["simulate", "--reward-reference", "progress", "--trim-each", "2"])
+    fl = fl_overrides(project, args)
+    default = fl_overrides(project, parser.parse_args(["simulate"]))
+    # Assert
+    assert (fl.contract.reward_reference, fl.contract.trim_each) == ("progress", 2)
+    assert (default.contract.reward_reference, default.contract.trim_each) == ("current", 0)
+    weighted = replace(
+        project.fl, contract=replace(project.fl.contract, aggregation="sample_weighted")
+    )
+    with pytest.raises(ConfigError, match="trim_each needs aggregation mean"):
+        fl_overrides(replace(project, fl=weighted), args)

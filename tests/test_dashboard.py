@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from eth_utils.address import to_checksum_address
 
-from fl_client.aggregation import NO_TIER, integer_average
+from fl_client.aggregation import NO_TIER, integer_average, trimmed_average
 from fl_client.cli import main as cli_main
 from fl_client.codec import pack, split_segments, unpack, vector_hash
 from fl_client.config import ALIGNMENT_OFF, PROJECT_ROOT, FixedPointFormat, load_config
@@ -50,6 +50,7 @@ from fl_client.dashboard.ledger import (
     Entry,
     Ledger,
     Rules,
+    unpaid_reason,
 )
 from fl_client.dashboard.models import CloseCall, ModelHistory
 from fl_client.dashboard.tracker import Tracker
@@ -211,6 +212,18 @@ def test_ledger_notes_a_reward_cut_short_by_an_empty_pool_and_rules_that_are_off
     assert notes == ["paid what was left in the pool (T1 pays 300 wei)", "left out of the average"]
 
 
+def test_ledger_explains_an_unpaid_update_under_the_progress_reference_by_its_shortfall() -> None:
+    """Under ``progress`` the close's ``RewardSettled`` carries the shortfall in basis points, not
+    a distance: an unpaid update's note names the shortfall and both guards, and a paid one has
+    none."""
+    rules = Rules(DISTANCE_BOUND_OFF, ALIGNMENT_OFF, 400, (5_000, 10_000), (300, 100), "progress")
+    assert unpaid_reason(rules, distance=15_000, tier=NO_TIER, reward=0) == (
+        "unpaid: shortfall 15,000 bps beyond the last reward tier, or closer than the free-rider "
+        "guard 400 to the old or the new model"
+    )
+    assert unpaid_reason(rules, distance=4_000, tier=0, reward=300) is None
+
+
 # ---------------------------------------------------------------- models rebuilt from closes (pure)
 
 
@@ -261,6 +274,27 @@ def test_a_model_is_rebuilt_from_its_closes_as_the_contract_averages(
     assert models.words() == expected
     # The padding lanes (40..47) averaged to zero: the model is still a 40-weight vector.
     assert unpack(expected, 40).shape == (40,)
+
+
+def test_a_trimmed_deployments_model_is_rebuilt_with_the_trimmed_mean() -> None:
+    """``trimEach`` 1 and three entries: each weight is the middle of the three values
+    (``trimmed_average``), not their mean, and the rebuilt model is trusted by its hash."""
+    # Prepare: 40 weights in 3 words, one segment; three direct entries
+    initial, a, b, c = (_vector(seed) for seed in range(4))
+    entries = [Entry(ALICE, 1, relayed=False), Entry(BOB, 1, relayed=False)]
+    entries.append(Entry(CAROL, 1, relayed=False))
+    models = ModelHistory(num_words=3, words_per_segment=3, sample_weighted=False, trim_each=1)
+    models.load(0, pack(initial))
+    expected = pack(trimmed_average([a, b, c], 1))
+    # Execute
+    models.close_segment(
+        CloseCall(1, 0, tuple(pack(a) + pack(b) + pack(c)), (), frozenset()), entries
+    )
+    rebuilt = models.finish(vector_hash(expected, 3))
+    # Assert: the median of each weight, which the plain mean is not
+    assert rebuilt == expected
+    assert unpack(expected, 40).tolist() == np.median(np.stack([a, b, c]), axis=0).tolist()
+    assert expected != pack(integer_average([a, b, c]))
 
 
 def test_a_rebuilt_model_that_does_not_hash_to_modelhash_is_not_trusted() -> None:

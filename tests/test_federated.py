@@ -16,6 +16,7 @@ from fl_client.federated import (
     local_update,
     run_centralized,
     run_plain_federated,
+    trimmed_float,
 )
 from fl_client.model import build_model, get_flat_parameters
 from fl_client.training import TrainConfig, client_seed, select_clients
@@ -68,6 +69,17 @@ def test_average_float_of_one_vector_is_that_vector() -> None:
     vector = np.array([0.1, -7.5, 1e-9])
     np.testing.assert_array_equal(average_float([vector]), vector)
     np.testing.assert_array_equal(average_float([vector], [3.0]), vector)
+
+
+def test_trimmed_float_leaves_out_the_extremes_of_each_entry() -> None:
+    """Per entry, ``trim_each`` values cut at each end; never more than leaves one value
+    (``(n - 1) // 2``); 0 is the plain mean."""
+    vectors = [np.array([1.0, 100.0]), np.array([2.0, -50.0]), np.array([3.0, 4.0])]
+    vectors.append(np.array([1000.0, 6.0]))
+    np.testing.assert_allclose(trimmed_float(vectors, 1), [2.5, 5.0])
+    np.testing.assert_allclose(trimmed_float(vectors, 5), [2.5, 5.0])  # clamped to 1 of 4
+    np.testing.assert_allclose(trimmed_float(vectors, 0), average_float(vectors))
+    np.testing.assert_allclose(trimmed_float(vectors[:3], 1), [2.0, 4.0])  # the median
 
 
 def test_average_float_bad_inputs_raise() -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ from fl_client.aggregation import (
     integer_average,
     reward_tier,
     share_cap,
+    shortfall_bps,
     step_signs,
 )
 from fl_client.chain import Chain, commitment, read_round, reveal_calls, send
@@ -1248,16 +1249,35 @@ def test_bench_calibration_leaves_every_honest_update_paid_and_bounds_every_hone
             assert settings.min_reward_distance <= min(cur, new)
     off = settings.with_bounds(False)
     assert (off.max_share_bps, off.max_step, off.max_drift, off.drift_window) == (0, 0, 0, 0)
-    assert settings.with_bounds(True) == settings
+    assert settings.with_bounds(True) == settings == settings.under("on")
+    assert settings.under("off") == off
+    assert settings.under("trimmed") == replace(settings, trim_each=incentives.TRIM)
+    # The progress ladder spans the honest shortfalls after round 1 (the steps: 21 and 11 quanta)
+    shortfalls = [
+        shortfall_bps(new, cur, step)
+        for row, step in ((rows[1], 21), (rows[2], 11))
+        for cur, new in row
+    ]
+    assert evidence["honest_shortfall_bps_after_round_1"] == [min(shortfalls), max(shortfalls)]
+    ladder = settings.progress_thresholds
+    assert list(ladder) == sorted(set(ladder))
+    assert ladder[0] <= max(1, min(shortfalls)) * incentives.TIER_RATIO + 1
+    assert settings.progress_thresholds[-1] < incentives.STOOD_STILL_BPS
+    # It reaches TIERS_ABOVE x the largest, or its last rung below an update that stood still
+    assert settings.progress_thresholds[-1] * incentives.TIER_RATIO >= min(
+        incentives.STOOD_STILL_BPS - 1, incentives.TIERS_ABOVE * max(shortfalls)
+    )
+    assert len(settings.progress_rewards) == len(settings.progress_thresholds)
+    assert settings.progress_rewards[0] == incentives.TOP_REWARD_WEI
 
 
 def test_bench_report_rebuilds_the_verdict_from_its_runs(tmp_path: Path) -> None:
     """``write`` recomputes every attack summary from the runs in the report and names what
     fails the bar under the recommended settings and under the seed's rule; ``--render`` gives
     the same files from the JSON alone."""
-    # Prepare: under aggregate/on the free rider earns less, under current/off as much
+    # Prepare: under the recommended settings the free rider earns less, under current/off as much
     runs = []
-    for reference, bounds, rider in (("aggregate", "on", 0), ("current", "off", 9)):
+    for (reference, bounds), rider in ((incentives.RECOMMENDED, 0), (incentives.SEED, 9)):
         clean = record(
             "honest", [[9, 9, 9]] * 3, ["honest"] * 3, reference=reference, bounds=bounds
         )
@@ -1301,6 +1321,6 @@ def test_bench_report_rebuilds_the_verdict_from_its_runs(tmp_path: Path) -> None
         round(9 / 27, 3),
         1.0,
     ]
-    assert "reference `aggregate`, bounds on: **met**" in text
+    assert "reference `progress`, bounds trimmed: **met**" in text
     assert "reference `current`, bounds off: **NOT met** (iid/free_rider)" in text
     assert (tmp_path / "incentives.md").read_text(encoding="utf-8") == text

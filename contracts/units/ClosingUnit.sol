@@ -31,7 +31,8 @@ contract ClosingUnit is CoordinatorBase {
         uint256 weightSum;
         uint256 included; // updates summed
         uint256 relayedIncluded; // relayed updates summed (each earns the closer `relayFee`)
-        bool mean;
+        bool mean; // every update weighs 1
+        uint256 trimEach; // values the trimmed mean leaves out at each end (0: the mean)
     }
 
     /// @notice See `FLCoordinator.closeSegment`.
@@ -64,7 +65,7 @@ contract ClosingUnit is CoordinatorBase {
         emit SegmentClosed(round, segment, msg.sender, c.included, c.relayedIncluded, fee, clamped);
         bytes32 chain = _chainHash(first ? bytes32(0) : _pendingHash, wordsHash);
         if (segment + 1 == _config.numSegments) {
-            if (_config.rewardReference == RewardReference.Aggregate) _settleAggregate(state);
+            if (_config.rewardReference != RewardReference.Current) _settleAtClose(state);
             _finishRound(state, chain, c.included); // the last segment's: dropped entries left out
         } else {
             _pendingHash = chain;
@@ -114,6 +115,7 @@ contract ClosingUnit is CoordinatorBase {
         c.cursor = start;
         c.end = start + words.length * 32;
         c.mean = _config.aggregation == Aggregation.Mean;
+        c.trimEach = _config.trimEach;
     }
 
     /// Takes segment `c.segment` of every entry in order: checks its words against its hash and
@@ -238,14 +240,22 @@ contract ClosingUnit is CoordinatorBase {
         assembly ("memory-safe") {
             out := add(next, 0x20)
         }
-        PackedVectors.averageOf(c.sources, c.included, c.count, _config.accBits, c.weightSum, out);
+        // The trimmed mean leaves out at most what keeps one value in play.
+        uint256 cut = c.trimEach < (c.included - 1) / 2 ? c.trimEach : (c.included - 1) / 2;
+        if (cut == 0) {
+            PackedVectors.averageOf(c.sources, c.included, c.count, _config.accBits, c.weightSum, out);
+        } else {
+            PackedVectors.trimmedMeanOf(c.sources, c.included, c.count, cut, out);
+        }
         uint256 maxStep = _config.maxStep;
         uint256 maxDrift = _config.maxDrift;
         if (maxStep != 0 || maxDrift != 0) {
             uint256 checkpoint = maxDrift == 0 ? c.model : _readChunkOf(segment, CHECKPOINT_SET);
             clamped = PackedVectors.clampStep(out, c.model, checkpoint, c.count, maxStep, maxDrift);
         }
-        if (_config.rewardReference == RewardReference.Aggregate) _measureToNext(c, out);
+        RewardReference rule = _config.rewardReference;
+        if (rule != RewardReference.Current) _measureToNext(c, out);
+        if (rule == RewardReference.Progress) _roundStep += _measureStep(c, out);
         uint256 directions = _directionGuard() ? _directions(c.model, out, c.count) : 0;
         wordsHash = _writeChunk(segment, current ^ 1, out, c.count, directions);
     }
@@ -280,8 +290,8 @@ contract ClosingUnit is CoordinatorBase {
         }
     }
 
-    /// RewardReference Aggregate: adds each summed update's distance from the new segment to its
-    /// entry (paid when the last segment closes).
+    /// RewardReference Aggregate and Progress: adds each summed update's distance from the new
+    /// segment to its entry (paid when the last segment closes).
     function _measureToNext(Close memory c, uint256 next) private {
         Measure memory m = _prepareMeasure(c.segment, c.count, next);
         bool squared = _config.distance == Distance.SquaredL2;
@@ -304,18 +314,54 @@ contract ClosingUnit is CoordinatorBase {
         }
     }
 
-    /// RewardReference Aggregate: pays every entry still in the round by its distance from the
-    /// new model (the free-rider guard still applies to its distance from the old one).
-    function _settleAggregate(RoundState memory state) private {
+    /// RewardReference Progress: the distance of the new segment at memory `next` from the
+    /// current one.
+    function _measureStep(Close memory c, uint256 next) private view returns (uint256 step) {
+        bool squared = _config.distance == Distance.SquaredL2;
+        uint256 model = c.model;
+        for (uint256 j = 0; j < c.count; ++j) {
+            uint256 a;
+            uint256 b;
+            assembly ("memory-safe") {
+                a := mload(add(model, shl(5, j)))
+                b := mload(add(next, shl(5, j)))
+            }
+            step += squared ? PackedVectors.squaredL2Distance(a, b) : PackedVectors.l1Distance(a, b);
+        }
+    }
+
+    /// RewardReference Aggregate or Progress: pays every entry still in the round by the score
+    /// its tier is read from, under the free-rider guard twice: nothing for an update closer than
+    /// `minRewardDistance` to the old model (flagged) or to the new one (a free rider that guessed
+    /// the step). Aggregate: the score is its distance from the new model. Progress: its
+    /// shortfall, `(d(u, new) + d(old, new) - d(u, old)) * 10000 / d(old, new)` basis points
+    /// (under L1 from 0, when it went at least the model's whole way, to 20000, when it stood
+    /// still or went the other way; 10000 for every update when the model did not move).
+    function _settleAtClose(RoundState memory state) private {
         uint256 count = state.entries;
+        bool progress = _config.rewardReference == RewardReference.Progress;
+        uint256 step = _roundStep;
+        if (progress) _roundStep = 0;
         for (uint256 index = 0; index < count; ++index) {
             uint256 entry = _entries[index];
             if (entry & ENTRY_DROPPED != 0) continue;
             address client = address(uint160(entry));
-            uint256 distance_ = entry >> ENTRY_DISTANCE_SHIFT;
-            (uint8 tier, uint256 reward) = entry & ENTRY_FREE_RIDER != 0 ? (NO_TIER, 0) : _reward(client, distance_);
-            emit RewardSettled(state.number, client, distance_, tier, reward);
+            uint256 score = entry >> ENTRY_DISTANCE_SHIFT;
+            uint8 tier = NO_TIER;
+            uint256 reward = 0;
+            bool guarded = entry & ENTRY_FREE_RIDER == 0 && score >= _config.minRewardDistance;
+            if (progress) score = _shortfall(score, _unpack(_progress[client]).distance, step);
+            if (guarded) (tier, reward) = _payTier(client, score);
+            emit RewardSettled(state.number, client, score, tier, reward);
         }
+    }
+
+    /// RewardReference Progress: the shortfall of an update `toNew` from the new model and
+    /// `fromOld` from the old, the two `step` apart, in basis points of the step (at least 0).
+    function _shortfall(uint256 toNew, uint256 fromOld, uint256 step) private pure returns (uint256) {
+        if (step == 0) return 10_000;
+        uint256 behind = toNew + step;
+        return behind > fromOld ? (behind - fromOld) * 10_000 / step : 0;
     }
 
     /// The direction entries of the step from the words at memory `before` to those at `next`

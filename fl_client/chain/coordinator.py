@@ -211,6 +211,7 @@ class CoordinatorView:
     commit_bond: int
     reward_reference: str = "current"
     max_dropouts: int = 0  # secure aggregation: members a round may lose after its setup
+    trim_each: int = 0  # values the trimmed mean leaves out at each end of a weight (0: mean)
 
     @classmethod
     def read(cls, chain: Chain, contract: Contract) -> CoordinatorView:
@@ -233,7 +234,8 @@ class CoordinatorView:
             sample_weighted=int(f.aggregation().call()) == 1,
             close_window=int(f.closeWindow().call()),
             commit_bond=int(f.commitBond().call()),
-            reward_reference=("current", "aggregate")[int(f.rewardReference().call())],
+            reward_reference=("current", "aggregate", "progress")[int(f.rewardReference().call())],
+            trim_each=int(f.trimEach().call()),
             max_dropouts=int(f.secureAggregation().call()[0]),
         )
 

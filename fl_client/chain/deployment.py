@@ -31,7 +31,7 @@ GAS_HEADROOM = 1.2  # estimate x this, capped at the per-transaction cap
 AGGREGATION_CODES = {"mean": 0, "sample_weighted": 1}
 DISTANCE_CODES = {"l1": 0, "squared_l2": 1}
 MODE_CODES = {"plain": 0, "commit_reveal": 1, "secure_aggregation": 2}
-REFERENCE_CODES = {"current": 0, "aggregate": 1}
+REFERENCE_CODES = {"current": 0, "aggregate": 1, "progress": 2}
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class DeployParams:
     max_dropouts: int = 0
     setup_duration: int = 0
     recovery_duration: int = 0
+    trim_each: int = 0
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The ABI tuple for the constructor."""
@@ -119,6 +120,7 @@ class DeployParams:
             self.max_dropouts,
             self.setup_duration,
             self.recovery_duration,
+            self.trim_each,
         )
 
     @classmethod
@@ -146,6 +148,11 @@ class DeployParams:
         sample_weighted = contract.aggregation == "sample_weighted"
         max_weight = contract.max_sample_count if sample_weighted else 1
         masked = contract.mode == "secure_aggregation"
+        if 2 * contract.trim_each >= target:
+            raise ConfigError(
+                f"contract.trim_each {contract.trim_each} leaves no update of a round of {target} "
+                "in play: it must stay below half the target"
+            )
         words_per_segment = plan_words_per_segment(
             num_weights,
             target=target,
@@ -161,7 +168,9 @@ class DeployParams:
             else None,
             work=CloseWork(
                 squared_l2=contract.distance == "squared_l2",
-                aggregate=contract.reward_reference == "aggregate",
+                aggregate=contract.reward_reference != "current",
+                trim=contract.trim_each,
+                progress=contract.reward_reference == "progress",
                 step=contract.max_step != 0,
                 drift=contract.max_drift != 0,
             ),
@@ -180,7 +189,7 @@ class DeployParams:
             min_reward_distance=contract.min_reward_distance,
             max_counted_distance=contract.max_counted_distance,
             words_per_segment=words_per_segment,
-            tier_thresholds=fl.rewards.thresholds(num_weights),
+            tier_thresholds=fl.rewards.thresholds(num_weights, contract.reward_reference),
             tier_rewards=fl.rewards.amounts_wei,
             mode=contract.mode,
             reveal_duration=contract.reveal_duration,
@@ -198,6 +207,7 @@ class DeployParams:
             max_dropouts=contract.max_dropouts if masked else 0,
             setup_duration=contract.setup_duration if masked else 0,
             recovery_duration=contract.recovery_duration if masked else 0,
+            trim_each=contract.trim_each,
             rdp_per_participation=ledger.rdp_micro if ledger is not None else (),
             rdp_conversion=ledger.conversion_micro if ledger is not None else (),
             epsilon_budget=ledger.budget_micro if ledger is not None else 0,

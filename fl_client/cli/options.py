@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fl_client.chain import private_key_account
-from fl_client.config import FLConfig, PrivacyConfig, ProjectConfig
+from fl_client.config import REWARD_REFERENCES, FLConfig, PrivacyConfig, ProjectConfig
 from fl_client.errors import ConfigError
 
 DEFAULT_OUT = Path("out")
@@ -20,9 +20,13 @@ DEFAULT_OUT = Path("out")
 def fl_overrides(project: ProjectConfig, args: argparse.Namespace) -> FLConfig:
     """The federated-learning settings of brownie-config.yaml with the command's flags over them."""
     fl = project.fl
-    mode = getattr(args, "mode", None)
-    if mode is not None:
-        fl = replace(fl, contract=replace(fl.contract, mode=mode))
+    contract = {
+        name: getattr(args, name)
+        for name in ("mode", "reward_reference", "trim_each")
+        if getattr(args, name, None) is not None
+    }
+    if contract:
+        fl = replace(fl, contract=replace(fl.contract, **contract))
     dp_flags = ("noise_multiplier", "dp_level", "epsilon_budget")
     if getattr(args, "dp", False) or any(getattr(args, f, None) is not None for f in dp_flags):
         privacy = replace(fl.privacy, dp=True)
@@ -85,6 +89,18 @@ def add_fl_options(parser: argparse.ArgumentParser) -> None:
         "--mode",
         choices=["plain", "commit_reveal", "secure_aggregation"],
         help="submission mode of the contract",
+    )
+    group.add_argument(
+        "--reward-reference",
+        choices=list(REWARD_REFERENCES),
+        help="what a reward is measured from: the current model, the new one, or the progress "
+        "along the round's step",
+    )
+    group.add_argument(
+        "--trim-each",
+        type=int,
+        help="aggregation mean: values of each weight the average leaves out at each end "
+        "(coordinate-wise trimmed mean; 0: the plain mean)",
     )
     group.add_argument("--dp", action="store_true", help="client-side differential privacy on")
     group.add_argument(

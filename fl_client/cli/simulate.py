@@ -82,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
             "of privacy and is not held to the tolerance"
         )
     exact = all(r.exact_average for r in result.rounds)
-    print(f"on-chain model == integer average of the submitted vectors in every round: {exact}")
+    trim = fl.contract.trim_each
+    average = f"trimmed mean ({trim} cut at each end)" if trim else "integer average"
+    print(f"on-chain model == {average} of the submitted vectors in every round: {exact}")
     print(
         f"{result.num_weights:,} weights in {result.num_segments} segment(s), deployment gas "
         f"{result.deploy_gas:,}, {result.seconds:.1f} s in all; contract {result.contract_address}"

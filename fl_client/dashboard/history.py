@@ -50,6 +50,7 @@ class Parameters:
     close_fee: int
     relay_fee: int
     owner: str
+    trim_each: int = 0  # the trimmed mean's values left out at each end (0: the mean)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class History:
             num_words=params.num_words,
             words_per_segment=params.words_per_segment,
             sample_weighted=params.aggregation == "sample_weighted",
+            trim_each=params.trim_each,
         )
         self.points: dict[int, ModelPoint] = {}
         self.unrebuilt: list[tuple[int, int, bytes]] = []  # (round, version, modelHash)

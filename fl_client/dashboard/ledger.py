@@ -46,6 +46,7 @@ class Rules:
     min_reward_distance: int
     tier_thresholds: tuple[int, ...]
     tier_rewards: tuple[int, ...]
+    reward_reference: str = "current"  # progress: tiers read on the shortfall, in basis points
 
     @property
     def bound_on(self) -> bool:
@@ -178,6 +179,12 @@ def left_out_reason(rules: Rules, *, distance: int, along: int, against: int, re
 def unpaid_reason(rules: Rules, *, distance: int, tier: int, reward: int) -> str | None:
     """Why a counted update was paid nothing or less than its tier, if it was."""
     if tier == NO_TIER:
+        if rules.reward_reference == "progress":
+            # RewardSettled carries the shortfall, and either guard leaves an update unpaid.
+            return (
+                f"unpaid: shortfall {distance:,} bps beyond the last reward tier, or closer than "
+                f"the free-rider guard {rules.min_reward_distance:,} to the old or the new model"
+            )
         if distance < rules.min_reward_distance:
             return (
                 f"unpaid: distance {distance:,} below the free-rider guard "

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fl_client.aggregation import integer_average
+from fl_client.aggregation import integer_average, trimmed_average
 from fl_client.codec import LANES, OFFSET, chain_hash, pack, unpack, vector_hash, words_hash
 from fl_client.dashboard.ledger import Entry
 
@@ -39,11 +39,15 @@ class CloseCall:
     failed: frozenset[str]  # relayed clients it measured and left out (their words are unused)
 
 
-def average_segment(parts: Sequence[Sequence[int]], weights: Sequence[int] | None) -> list[int]:
+def average_segment(
+    parts: Sequence[Sequence[int]], weights: Sequence[int] | None, trim_each: int = 0
+) -> list[int]:
     """The contract's average of packed segments: each lane rounded to nearest, ties away from
-    zero (padding lanes average to zero and stay padding)."""
+    zero (padding lanes average to zero and stay padding); ``trim_each``: the trimmed mean."""
     lanes = len(parts[0]) * LANES
     vectors = [unpack(list(part), lanes) for part in parts]
+    if trim_each:
+        return pack(trimmed_average(vectors, trim_each))
     return pack(integer_average(vectors, weights))
 
 
@@ -51,10 +55,13 @@ class ModelHistory:
     """The current global model as far as it can be rebuilt, segment by segment, and the next one
     while a round closes."""
 
-    def __init__(self, *, num_words: int, words_per_segment: int, sample_weighted: bool) -> None:
+    def __init__(
+        self, *, num_words: int, words_per_segment: int, sample_weighted: bool, trim_each: int = 0
+    ) -> None:
         self.num_words = num_words
         self.words_per_segment = words_per_segment
         self.sample_weighted = sample_weighted
+        self.trim_each = trim_each
         self.num_segments = -(-num_words // words_per_segment)
         # The current model: words per segment, None where unknown.
         self.current: list[list[int] | None] = [None] * self.num_segments
@@ -129,7 +136,7 @@ class ModelHistory:
             self._next[call.segment] = None
             return
         self._next[call.segment] = (
-            average_segment(parts, weights) if parts else self.current[call.segment]
+            average_segment(parts, weights, self.trim_each) if parts else self.current[call.segment]
         )
 
     def unknown_segment(self, segment: int) -> None:

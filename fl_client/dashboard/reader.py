@@ -16,7 +16,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import LogReceipt
 
-from fl_client.chain import AGGREGATION_CODES, DISTANCE_CODES, MODE_CODES, PHASES
+from fl_client.chain import AGGREGATION_CODES, DISTANCE_CODES, MODE_CODES, PHASES, REFERENCE_CODES
 from fl_client.config import FixedPointFormat
 from fl_client.dashboard.history import FunctionCall, Parameters
 from fl_client.dashboard.ledger import ChainEvent, Rules
@@ -30,6 +30,7 @@ _NAMES = {
     "mode": {code: name for name, code in MODE_CODES.items()},
     "aggregation": {code: name for name, code in AGGREGATION_CODES.items()},
     "distance": {code: name for name, code in DISTANCE_CODES.items()},
+    "reference": {code: name for name, code in REFERENCE_CODES.items()},
 }
 
 
@@ -102,10 +103,14 @@ class CoordinatorReader:
                 min_reward_distance=int(f.minRewardDistance().call()),
                 tier_thresholds=tuple(int(t) for t in thresholds),
                 tier_rewards=tuple(int(r) for r in rewards),
+                reward_reference=_NAMES["reference"].get(
+                    int(f.rewardReference().call()), "unknown"
+                ),
             ),
             close_fee=int(f.closeFee().call()),
             relay_fee=int(f.relayFee().call()),
             owner=str(f.owner().call()),
+            trim_each=int(f.trimEach().call()),
         )
 
     def creation_block(self, end: int, fallback: int) -> int:
