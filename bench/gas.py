@@ -103,6 +103,7 @@ MIXED_DIRECT = 3
 BARS = {"direct": 200, "relayed": 120}  # gas / weight / client of round 2, 7,850 weights
 BAR_WEIGHTS = 7_850
 GUARD_ON = -9_999  # the direction guard measures, and every update passes
+TRIM_EACH = 3  # the trimmed rows: values cut at each end, as bench.incentives recommends
 # Registering a relayed update, an upper bound (fl_client.relay uses the same): the signature and
 # the books, plus a fresh slot per segment hash. Batches are sized with it and checked against
 # the measured gas (``relay_registration_gas``).
@@ -144,6 +145,7 @@ class Row:
     aggregation: str = "mean"
     min_alignment_bps: int = ALIGNMENT_OFF
     reward_reference: str = "current"
+    trim_each: int = 0
     bar: int | None = None
     informational: bool = False
 
@@ -212,6 +214,22 @@ def rows(*, quick: bool) -> list[Row]:
             reward_reference="aggregate",
             informational=True,
         ),
+        Row(
+            "direct, trimmed mean (3 each end) and reward reference progress",
+            BAR_WEIGHTS,
+            0,
+            reward_reference="progress",
+            trim_each=TRIM_EACH,
+            informational=True,
+        ),
+        Row(
+            "relayed, trimmed mean (3 each end) and reward reference progress",
+            BAR_WEIGHTS,
+            CLIENTS,
+            reward_reference="progress",
+            trim_each=TRIM_EACH,
+            informational=True,
+        ),
     ]
 
 
@@ -223,6 +241,7 @@ def deploy_params(fl: FLConfig, row: Row) -> DeployParams:
         aggregation=row.aggregation,
         min_alignment_bps=row.min_alignment_bps,
         reward_reference=row.reward_reference,
+        trim_each=row.trim_each,
         target_submissions=None,
         min_submissions=None,
     )
@@ -561,6 +580,7 @@ def measure(row: Row, *, seed: int, progress: bool = True) -> dict[str, Any]:
         "direction_guard": row.min_alignment_bps != ALIGNMENT_OFF,
         "min_alignment_bps": row.min_alignment_bps,
         "reward_reference": row.reward_reference,
+        "trim_each": row.trim_each,
         "informational": row.informational,
         "segments": segments,
         "words_per_segment": params.words_per_segment,

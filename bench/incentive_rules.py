@@ -75,7 +75,9 @@ from fl_client.aggregation import (
     clamp_step,
     directional_l1,
     integer_average,
+    shortfall_bps,
     step_signs,
+    trimmed_average,
 )
 from fl_client.codec import dequantize, quantize
 from fl_client.config import FixedPointFormat, load_config
@@ -101,11 +103,9 @@ def l1(a: np.ndarray, b: np.ndarray) -> int:
 def progress_bps(current: np.ndarray, new: np.ndarray, update: np.ndarray) -> int:
     """``d(update, current) - d(update, new)`` in basis points of ``d(current, new)`` (L1), from
     -10000 (as far behind as the step) to 10000 (every weight moved at least the step's way and
-    size); 0 when the model did not move."""
-    step = l1(current, new)
-    if step == 0:
-        return 0
-    return (l1(update, current) - l1(update, new)) * 10_000 // step
+    size); 0 when the model did not move. It is ``10000 -`` the contract's shortfall
+    (RewardReference Progress, :func:`fl_client.aggregation.shortfall_bps`), rounded as it is."""
+    return 10_000 - shortfall_bps(l1(update, new), l1(update, current), l1(current, new))
 
 
 def score(rule: str, current: np.ndarray, new: np.ndarray, update: np.ndarray) -> int:
@@ -145,17 +145,14 @@ def foolsgold_weights(history: np.ndarray) -> np.ndarray:
 
 
 def robust_average(updates: Sequence[np.ndarray], how: str) -> np.ndarray:
-    """The coordinate-wise median or trimmed mean (``TRIM`` cut at each end), rounded."""
-    stack = np.stack([u.astype(np.float64) for u in updates])
-    if how == "median":
-        value = np.median(stack, axis=0)
-    elif how == "trimmed":
-        cut = min(TRIM, (len(updates) - 1) // 2)
-        ordered = np.sort(stack, axis=0)
-        value = ordered[cut : len(updates) - cut].mean(axis=0)
-    else:
+    """The coordinate-wise median (rounded half to even) or trimmed mean (``TRIM`` cut at each
+    end: the contract's ``trimEach``, exactly)."""
+    if how == "trimmed":
+        return trimmed_average(updates, TRIM)
+    if how != "median":
         raise ValueError(f"unknown aggregator {how!r}")
-    rounded: np.ndarray = np.rint(value).astype(np.int64)
+    stack = np.stack([u.astype(np.float64) for u in updates])
+    rounded: np.ndarray = np.rint(np.median(stack, axis=0)).astype(np.int64)
     return rounded
 
 
@@ -315,6 +312,10 @@ def run(
             )
         if trace is not None:
             trace.append((model, updates, samples, new))
+        # The free-rider guard, on the distance from the current model and from the new one
+        # (the contract's, under both rules read at the close). Without the second, a free rider
+        # at the guard outscores every honest client from round 3 or 4 on under the progress
+        # rule, whatever the average (measured).
         paid = [
             keep[i] and min(l1(u, model), l1(u, new)) >= settings.min_reward_distance
             for i, u in enumerate(updates)

@@ -1,7 +1,7 @@
 """Incentive benchmark: does the reward pay for training, or for standing still?
 
-Run: ``.venv/bin/python -m bench.incentives`` (the whole grid, 45 minutes on 2 busy cores;
-``--quick``: IID only, 5 rounds, bounds on, about ten minutes; ``--render``: rebuild the verdict
+Run: ``.venv/bin/python -m bench.incentives`` (the whole grid, about an hour on 2 busy cores;
+``--quick``: IID only, 5 rounds, bounds on and trimmed, about fifteen minutes; ``--render``: rebuild the verdict
 and the Markdown from the JSON, running nothing). Writes
 ``bench/results/incentives.json`` and ``bench/results/incentives.md``.
 
@@ -26,10 +26,13 @@ accounts; they are :class:`~fl_client.trainer.LocalTrainer` implementations):
 - ``copycat``: in commit-reveal mode, copies the best-paid update revealed in the previous round
   (the round's own reveals open only after its commits close).
 
-Every strategy runs under each reward reference (``current``: distance from the model at submit
-time, the seed's rule; ``aggregate``: from the round's new model, paid by the close) and with the
-bounds on influence (the share cap ``maxShareBps``, ``maxStep``, ``maxDrift``/``driftWindow``)
-off (the seed) and on, beside a clean run of ten honest clients with the same settings.
+Every strategy runs under each reward reference of the issue (``current``: distance from the
+model at submit time, the seed's rule; ``aggregate``: from the round's new model, paid by the
+close) with the bounds on influence (the share cap ``maxShareBps``, ``maxStep``,
+``maxDrift``/``driftWindow``) off (the seed) and on, and under the recommended settings
+(``progress``: the shortfall from the round's step, paid by the close; bounds ``trimmed``: on,
+with the plain coordinate-wise trimmed mean, ``TRIM`` values cut at each end, in place of
+FedAvg), beside a clean run of ten honest clients with the same settings (``SETTINGS``).
 Recorded per run and round: each account's reward, whether it was counted, its distances from
 the model it trained on and from the new one, the test accuracy. An attacker's *relative
 reward* in a round is its reward (the Sybils: their mean) divided by the mean reward of the
@@ -37,7 +40,7 @@ honest clients that round (the inflater, which trains: by what the same account 
 clean run, its true sample count declared); when that is nothing it is ``0/0`` (``null``) if
 the attacker earned nothing too, else infinite (``"inf"``).
 
-The bar (with the recommended settings, ``RECOMMENDED``: ``aggregate``, bounds on): every
+The bar (with the recommended settings, ``RECOMMENDED``: ``progress``, bounds trimmed): every
 non-training strategy earns strictly less than honest training, in total over the run and in
 every round after the first, and the final accuracy stays within 1 pp of the clean run. The
 inflater trains: for it the bar asks only that inflating does not pay more. The report's
@@ -71,7 +74,14 @@ import numpy as np
 import torch
 
 from bench.common import anvil_node, machine
-from fl_client.aggregation import capped_weights, directional_l1, integer_average, step_signs
+from fl_client.aggregation import (
+    capped_weights,
+    directional_l1,
+    integer_average,
+    shortfall_bps,
+    step_signs,
+    trimmed_average,
+)
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
 from fl_client.client_secret import simulation_secret
 from fl_client.codec import dequantize, pack, quantize, unpack
@@ -91,8 +101,17 @@ CLIENTS = 10
 ROUNDS = 10
 PILOT_ROUNDS = 20
 PARTITIONS = ("iid", "dirichlet")
-REFERENCES = ("current", "aggregate")
-BOUNDS = ("off", "on")
+REFERENCES = ("current", "aggregate", "progress")
+BOUNDS = ("off", "on", "trimmed")
+# What the grid runs, (reward reference, bounds): the issue's four, and the recommended settings.
+SETTINGS = (
+    ("current", "off"),
+    ("aggregate", "off"),
+    ("current", "on"),
+    ("aggregate", "on"),
+    ("progress", "trimmed"),
+)
+TRIM = 3  # bounds "trimmed": the trimmed mean's values left out at each end (as many as Sybils)
 STRATEGIES = ("free_rider", "stale", "noise", "inflater", "sybils", "copycat")
 TRAINING = frozenset({"honest", "inflater"})
 MAX_SAMPLES = 65_535  # maxSampleCount: the most a client may declare, what the inflater declares
@@ -107,7 +126,8 @@ TIERS_ABOVE = 1.5  # the ladder reaches this times the largest honest distance a
 BOUND_MARGIN = 1.5
 MIN_ALIGNMENT_BPS = 0
 DRIFT_WINDOW = 5
-RECOMMENDED = ("aggregate", "on")  # (reward reference, bounds)
+STOOD_STILL_BPS = 20_000  # the shortfall of an update equal to the current model (L1)
+RECOMMENDED = ("progress", "trimmed")  # (reward reference, bounds)
 SEED = ("current", "off")  # the seed paper's rule, no bounds on influence
 GUARD_RULE = (
     "moves of weights the last global step left alone count as against; an update is counted "
@@ -387,6 +407,9 @@ class Incentives:
     max_step: int
     max_drift: int
     drift_window: int
+    progress_thresholds: tuple[int, ...] = ()  # RewardReference Progress: shortfall tiers, bps
+    progress_rewards: tuple[int, ...] = ()
+    trim_each: int = 0  # the trimmed mean (aggregation mean); 0: sample-weighted FedAvg
 
     def per_weight(self, num_weights: int) -> dict[str, Any]:
         """The distances per weight (what a deployment of another size would scale)."""
@@ -403,6 +426,14 @@ class Incentives:
             return self
         return replace(self, max_share_bps=0, max_step=0, max_drift=0, drift_window=0)
 
+    def under(self, bounds: str) -> Incentives:
+        """These settings for the grid's ``bounds``: ``off``, ``on``, or ``trimmed`` (on, and
+        the plain coordinate-wise trimmed mean, ``TRIM`` values left out at each end, in place of
+        sample-weighted FedAvg)."""
+        if bounds == "trimmed":
+            return replace(self, trim_each=TRIM)
+        return self.with_bounds(bounds == "on")
+
 
 def deploy_params(
     fl: FLConfig,
@@ -413,10 +444,12 @@ def deploy_params(
     mode: str,
     tx_gas_cap: int,
 ) -> DeployParams:
-    """A sample-weighted deployment for ``CLIENTS`` clients with ``settings``."""
+    """A sample-weighted deployment for ``CLIENTS`` clients with ``settings`` (with
+    ``trim_each``: the plain trimmed mean; under ``progress``: its shortfall tiers)."""
     contract = replace(
         fl.contract,
-        aggregation="sample_weighted",
+        aggregation="mean" if settings.trim_each else "sample_weighted",
+        trim_each=settings.trim_each,
         max_sample_count=MAX_SAMPLES,
         target_submissions=CLIENTS,
         min_submissions=1,  # a round with updates left out closes at its deadline
@@ -436,8 +469,11 @@ def deploy_params(
         clients=CLIENTS,
         tx_gas_cap=tx_gas_cap,
     )
+    progress = reference == "progress"
     return replace(
-        params, tier_thresholds=settings.tier_thresholds, tier_rewards=settings.tier_rewards
+        params,
+        tier_thresholds=settings.progress_thresholds if progress else settings.tier_thresholds,
+        tier_rewards=settings.progress_rewards if progress else settings.tier_rewards,
     )
 
 
@@ -466,6 +502,11 @@ def tier_ladder(low: int, high: int, ratio: float) -> tuple[int, ...]:
     return tuple(thresholds)
 
 
+def linear_rewards(count: int) -> tuple[int, ...]:
+    """``count`` tier rewards falling linearly from ``TOP_REWARD_WEI``."""
+    return tuple(TOP_REWARD_WEI * (count - k) // count for k in range(count))
+
+
 def calibrate(pilot: RunRecord, rounds: int) -> tuple[Incentives, dict[str, Any]]:
     """The recommended settings, from the honest distances of the pilot's first ``rounds`` rounds.
 
@@ -476,6 +517,9 @@ def calibrate(pilot: RunRecord, rounds: int) -> tuple[Incentives, dict[str, Any]
       the largest honest distance from the new model after round 1; rewards fall linearly from
       ``TOP_REWARD_WEI``. With ratio r, two distances more than a factor r apart always fall in
       different tiers.
+    - progress tiers (RewardReference Progress): the same ladder over the honest shortfalls
+      after round 1, from the smallest up to ``TIERS_ABOVE`` times the largest, but below 20000
+      bps (an update that stood still).
     - ``maxCountedDistance``: ``BOUND_MARGIN`` times the largest honest distance (round 1
       included), a bound that leaves every honest update in and a scaled one out.
     - ``minAlignment`` 0 (no more moved against the last step than along it); ``maxShareBps``
@@ -495,9 +539,20 @@ def calibrate(pilot: RunRecord, rounds: int) -> tuple[Incentives, dict[str, Any]
     farthest = max(max(m.distance_current for m in r.members) for r in honest)
     guard = int(GUARD_FRACTION * nearest)
     thresholds = tier_ladder(guard, int(TIERS_ABOVE * farthest_new), TIER_RATIO)
-    count = len(thresholds)
-    rewards = tuple(TOP_REWARD_WEI * (count - k) // count for k in range(count))
     models = [np.asarray(m) for m in pilot.models[: rounds + 1]]
+    shortfalls = [
+        shortfall_bps(m.distance_new, m.distance_current, int(np.abs(after - before).sum()))
+        for r, before, after in zip(honest, models, models[1:], strict=False)
+        if r.round_number > 1 or len(honest) == 1
+        for m in r.members
+        if m.distance_new is not None
+    ]
+    progress_thresholds = tier_ladder(
+        max(1, int(min(shortfalls) / TIER_RATIO)),
+        min(STOOD_STILL_BPS - 1, int(TIERS_ABOVE * max(shortfalls))),
+        TIER_RATIO,
+    )
+    progress_thresholds = tuple(t for t in progress_thresholds if t < STOOD_STILL_BPS)
     steps = [np.abs(b - a) for a, b in itertools.pairwise(models[1:])]
     max_step = int(max((int(s.max()) for s in steps), default=0))
     drifts = [
@@ -506,7 +561,9 @@ def calibrate(pilot: RunRecord, rounds: int) -> tuple[Incentives, dict[str, Any]
     ] or [int(np.abs(models[-1] - models[min(1, len(models) - 1)]).max())]
     settings = Incentives(
         tier_thresholds=thresholds,
-        tier_rewards=rewards,
+        tier_rewards=linear_rewards(len(thresholds)),
+        progress_thresholds=progress_thresholds,
+        progress_rewards=linear_rewards(len(progress_thresholds)),
         min_reward_distance=guard,
         max_counted_distance=math.ceil(BOUND_MARGIN * farthest),
         min_alignment_bps=MIN_ALIGNMENT_BPS,
@@ -519,6 +576,7 @@ def calibrate(pilot: RunRecord, rounds: int) -> tuple[Incentives, dict[str, Any]
         "smallest_honest_distance_after_round_1": nearest,
         "largest_honest_distance_from_new_model_after_round_1": farthest_new,
         "largest_honest_distance": farthest,
+        "honest_shortfall_bps_after_round_1": [min(shortfalls), max(shortfalls)],
         "largest_step_after_round_1": max_step,
         "largest_window_drift_after_round_1": max(drifts),
     }
@@ -799,7 +857,11 @@ def _round_record(
         update = unpack(list(outcome.words), ctx.num_weights)
         from_current = int(np.abs(update - before).sum())
         from_new = int(np.abs(update - after).sum()) if outcome.counted else None
-        reported = from_new if reference == "aggregate" and outcome.counted else from_current
+        reported = from_current
+        if reference == "aggregate" and outcome.counted:
+            reported = from_new if from_new is not None else from_current
+        elif reference == "progress" and outcome.counted and from_new is not None:
+            reported = shortfall_bps(from_new, from_current, int(np.abs(after - before).sum()))
         if outcome.distance != reported:
             raise ChainError(
                 f"round {round_number}, client {outcome.client_id}: the chain reports distance "
@@ -825,8 +887,12 @@ def _round_record(
             counted_weights.append(outcome.sample_count)
     clamped = 0
     if counted_vectors:
-        average = integer_average(
-            counted_vectors, capped_weights(counted_weights, settings.max_share_bps)
+        average = (
+            trimmed_average(counted_vectors, settings.trim_each)
+            if settings.trim_each
+            else integer_average(
+                counted_vectors, capped_weights(counted_weights, settings.max_share_bps)
+            )
         )
         clamped = int(np.count_nonzero(average != after))
     return RoundRecord(
@@ -1019,8 +1085,8 @@ def full_grid(pilot_rounds: int = PILOT_ROUNDS) -> Grid:
 
 
 def quick_grid() -> Grid:
-    """A smaller grid: IID, 5 rounds, bounds on (the recommended settings and ``current``)."""
-    return Grid(("iid",), REFERENCES, ("on",), STRATEGIES, 5, 5)
+    """A smaller grid: IID, 5 rounds, the recommended settings and ``current`` with bounds on."""
+    return Grid(("iid",), REFERENCES, ("on", "trimmed"), STRATEGIES, 5, 5)
 
 
 def benchmark(grid: Grid, *, log: Callable[[str], None]) -> dict[str, Any]:
@@ -1056,9 +1122,10 @@ def partition_report(
         return sizes[round_number - 1]
 
     for bounds in grid.bounds:
-        chosen = settings.with_bounds(bounds == "on")
+        chosen = settings.under(bounds)
+        references = [r for r in grid.references if (r, bounds) in SETTINGS]
         for strategy in ("honest", *grid.strategies):
-            for reference in grid.references:
+            for reference in references:
                 record = run(
                     ctx,
                     strategy,
@@ -1082,7 +1149,7 @@ def partition_report(
                     message += f" relative {summary['relative_reward_total']}, bar {summary['bar']}"
                 log(message)
             ctx.cache.clear()  # the next strategy reaches other models
-    first = grid.references[0]
+    first = {b: next(r for r, b_ in cleans if b_ == b) for _, b in cleans}
     return {
         "partition": partition,
         "alpha": fl.dirichlet_alpha if partition == "dirichlet" else None,
@@ -1099,7 +1166,7 @@ def partition_report(
                 "accuracy_by_round": [r.accuracy for r in record.rounds],
                 "clamped_by_round": [r.clamped for r in record.rounds],
                 "same_models_as_the_other_reference": record.models
-                == cleans[(first, bounds)].models,
+                == cleans[(first[bounds], bounds)].models,
             }
             for (reference, bounds), record in cleans.items()
         },
@@ -1147,7 +1214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark, write its results; exit 1 if an attack meets no bar... never: the
     results are reported, not enforced (0)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="IID, 5 rounds, bounds on")
+    parser.add_argument("--quick", action="store_true", help="IID, 5 rounds, bounds on and trimmed")
     parser.add_argument("--pilot-rounds", type=int, default=PILOT_ROUNDS)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
@@ -1305,7 +1372,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"`{report['command']}`: {report['seconds'] / 60:.0f} minutes on "
         f"{report['machine']['cpus']} cores (load average at the start "
         f"{report['machine']['load_average_at_start'][0]:.1f}). MNIST 5k, {CLIENTS} clients, "
-        f"{grid['rounds']} rounds, E=5 B=10 lr 0.3, sample-weighted FedAvg, a fresh anvil per run. "
+        f"{grid['rounds']} rounds, E=5 B=10 lr 0.3, sample-weighted FedAvg (bounds trimmed: the "
+        f"plain trimmed mean, {TRIM} values cut at each end of every weight), a fresh anvil per "
+        "run. "
         "Relative reward: the attacker's reward (the Sybils: their mean) over the mean honest "
         "reward of the same round; *total* is the ratio of the sums over the run; 0/0: nobody was "
         "paid; for the inflater, which trains, the reference is what the same account earned in "
@@ -1313,7 +1382,9 @@ def markdown(report: dict[str, Any]) -> str:
         "strictly less than honest training in total and in every round after the first (the "
         "inflater: not more), and the final accuracy stays within "
         f"{BAR_PP:g} pp of the clean run of the same settings. Bounds on: `maxShareBps`, "
-        "`maxStep`, `maxDrift`/`driftWindow` as calibrated; off: none of them (the seed).",
+        "`maxStep`, `maxDrift`/`driftWindow` as calibrated; off: none of them (the seed); "
+        f"trimmed: on, and `trimEach` {TRIM}. Reference `progress` reads its tiers on the "
+        "shortfall from the round's step, in basis points (`FLCoordinator.rewardReference`).",
     ]
     lines += _verdict_markdown(report["verdict"])
     for part in report["partitions"]:
@@ -1384,7 +1455,12 @@ def _partition_markdown(part: dict[str, Any]) -> list[str]:
         f"`minAlignment` {settings['min_alignment_bps']}; bounds on: `maxShareBps` "
         f"{settings['max_share_bps']}, `maxStep` {settings['max_step']}, `maxDrift` "
         f"{settings['max_drift']}, "
-        f"`driftWindow` {settings['drift_window']}.",
+        f"`driftWindow` {settings['drift_window']}. Progress tiers at "
+        f"{', '.join(str(t) for t in settings.get('progress_thresholds', ()))} bps of the step "
+        f"(ratio {TIER_RATIO}, from the smallest honest shortfall after round 1 up to "
+        f"{TIERS_ABOVE} x the largest, "
+        f"{', '.join(str(v) for v in evidence.get('honest_shortfall_bps_after_round_1', ()))}, "
+        f"below {STOOD_STILL_BPS} bps: an update that stood still).",
         "",
         "| strategy | reference | bounds | relative reward, total | worst round after 1 "
         "| by round | rounds counted | final accuracy % | vs clean (pp) | bar |",

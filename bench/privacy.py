@@ -588,7 +588,7 @@ def close_bound(view: CoordinatorView, contract: ContractConfig) -> int:
     segment's close, for the deployment ``view`` reads (``contract``: its settings)."""
     work = CloseWork(  # as DeployParams.from_config builds it
         squared_l2=contract.distance == "squared_l2",
-        aggregate=contract.reward_reference == "aggregate",
+        aggregate=contract.reward_reference != "current",
         step=contract.max_step != 0,
         drift=contract.max_drift != 0,
     )
