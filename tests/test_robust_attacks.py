@@ -52,15 +52,8 @@ from fl_client.codec import dequantize, quantize
 from fl_client.config import FixedPointFormat
 from tests.conftest import SMALL_WEIGHTS, events, submit
 from tests.pipeline_helpers import close_round, module_deployments
-from tests.test_robust_rewards import (
-    THRESHOLDS_BPS,
-    accepted,
-    credit_of,
-    expected_settlement,
-    model_of,
-    settled,
-    settlement,
-)
+from tests.test_incentives import accepted, credit_of, model_of, settled
+from tests.test_robust_rewards import THRESHOLDS_BPS, expected_settlement, settlement
 
 SEED = 7
 GUARD = 80  # minRewardDistance: below every honest distance of round 1 (the least: 99)

@@ -63,12 +63,12 @@ from tests.pipeline_helpers import (
     close_round,
     constructor_outcome,
     deadline_of,
-    model_values,
     module_deployments,
     reverts,
     window_end,
 )
 from tests.secagg_helpers import secure_params
+from tests.test_incentives import accepted, credit_of, model_of, settled
 
 THRESHOLDS_BPS = (2_500, 5_000, 10_000)
 GUARDED_BPS = (2_500, 10_000, 15_000)  # beyond 10,000: a flagged update could be in a tier
@@ -119,29 +119,6 @@ def coordinators(isolated: Chain, deployed: dict[str, Contract]) -> dict[str, Co
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def accepted(contract: Contract, receipts: Sequence[TxReceipt]) -> list[dict[str, Any]]:
-    """Every ``SubmissionAccepted`` in ``receipts``."""
-    return [e for r in receipts for e in events(contract, "SubmissionAccepted", r)]
-
-
-def settled(contract: Contract, receipts: Sequence[TxReceipt]) -> dict[str, dict[str, Any]]:
-    """The ``RewardSettled`` events of ``receipts``, by client."""
-    found = [e for r in receipts for e in events(contract, "RewardSettled", r)]
-    by_client = {str(e["client"]): e for e in found}
-    assert len(by_client) == len(found), "an update was settled twice"
-    return by_client
-
-
-def model_of(contract: Contract) -> np.ndarray:
-    """The global model as quantized integers."""
-    return np.asarray(model_values(contract), dtype=np.int64)
-
-
-def credit_of(contract: Contract, account: str) -> int:
-    """``account``'s credit."""
-    return int(contract.functions.credit(account).call())
 
 
 def play(
