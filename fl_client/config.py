@@ -105,7 +105,7 @@ class RewardConfig:
     amounts_wei: tuple[int, ...]
     pool_wei: int
     # RewardReference progress: tiers by shortfall, in basis points of the round's step.
-    thresholds_bps: tuple[int, ...] = (2500, 5000, 7500)
+    thresholds_bps: tuple[int, ...] = (9000, 12000, 15000)
 
     def thresholds(self, num_weights: int, reference: str = "current") -> tuple[int, ...]:
         """The contract's tier thresholds: distances for a model of ``num_weights`` weights, or

@@ -851,7 +851,7 @@ def test_deploy_params_refuse_a_trim_of_half_the_target(
 
 
 def test_progress_thresholds_are_the_basis_points_of_the_configuration() -> None:
-    """Under ``progress`` the tiers are ``rewards.thresholds_bps`` (default 2,500, 5,000, 7,500),
+    """Under ``progress`` the tiers are ``rewards.thresholds_bps`` (default 9,000, 12,000, 15,000),
     whatever the model's size; under the other references the per-weight distances scaled."""
     # Prepare
     fl = load_config().fl
@@ -862,9 +862,9 @@ def test_progress_thresholds_are_the_basis_points_of_the_configuration() -> None
     )
     current = DeployParams.from_config(fl, num_weights=7_850, clients=5)
     # Assert
-    assert rewards.thresholds_bps == RewardConfig.thresholds_bps == (2_500, 5_000, 7_500)
-    assert rewards.thresholds(7_850, "progress") == (2_500, 5_000, 7_500)
-    assert progress.tier_thresholds == (2_500, 5_000, 7_500)
+    assert rewards.thresholds_bps == RewardConfig.thresholds_bps == (9_000, 12_000, 15_000)
+    assert rewards.thresholds(7_850, "progress") == (9_000, 12_000, 15_000)
+    assert progress.tier_thresholds == (9_000, 12_000, 15_000)
     assert progress.reward_reference == "progress"
     assert current.tier_thresholds == tuple(t * 7_850 for t in rewards.thresholds_per_weight)
     assert progress.words_per_segment == plan_words_per_segment(
