@@ -442,7 +442,6 @@ MEASURED_ROBUST: dict[str, tuple[Limits, dict[str, Any]]] = {
     # 18 updates (every account but the owner and the relayer) under mainnet's cap, which binds
     # (92 to 155 words a segment; 224 would fill the calldata)
     "trim-3-t18-guard": (Limits(18, guard=True, work=CloseWork(trim=3)), {}),
-    "trim-6-t18-guard": (Limits(18, guard=True, work=CloseWork(trim=6)), {}),
     "trim-8-t18": (Limits(18, work=CloseWork(trim=8)), {}),
 }
 
