@@ -853,6 +853,7 @@ def _round_record(
     members = []
     counted_vectors = []
     counted_weights = []
+    moved = int(np.abs(after - before).sum())  # the round's step (RewardReference Progress)
     for outcome in sorted(outcomes, key=lambda o: o.client_id):
         update = unpack(list(outcome.words), ctx.num_weights)
         from_current = int(np.abs(update - before).sum())
@@ -861,7 +862,7 @@ def _round_record(
         if reference == "aggregate" and outcome.counted:
             reported = from_new if from_new is not None else from_current
         elif reference == "progress" and outcome.counted and from_new is not None:
-            reported = shortfall_bps(from_new, from_current, int(np.abs(after - before).sum()))
+            reported = shortfall_bps(from_new, from_current, moved)
         if outcome.distance != reported:
             raise ChainError(
                 f"round {round_number}, client {outcome.client_id}: the chain reports distance "

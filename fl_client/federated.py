@@ -21,6 +21,7 @@ from typing import Any, Final, Literal, get_args
 
 import numpy as np
 
+from fl_client.aggregation import trim_cut
 from fl_client.data import Dataset, Shard
 from fl_client.errors import ConfigError, ShapeError
 from fl_client.model import build_model, get_flat_parameters, set_flat_parameters
@@ -265,7 +266,7 @@ def trimmed_float(vectors: Sequence[np.ndarray], trim_each: int) -> np.ndarray:
     at each end (at most ``(n - 1) // 2`` of ``n``), the rest averaged; 0 is the plain mean."""
     if len(vectors) == 0:
         raise ValueError("cannot average an empty sequence of vectors")
-    cut = max(0, min(trim_each, (len(vectors) - 1) // 2))
+    cut = trim_cut(trim_each, len(vectors))
     ordered = np.sort(np.stack([np.asarray(v, dtype=np.float64) for v in vectors]), axis=0)
     return np.asarray(ordered[cut : len(vectors) - cut].mean(axis=0), dtype=np.float64)
 

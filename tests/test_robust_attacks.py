@@ -48,11 +48,10 @@ from fl_client.aggregation import (
     trimmed_average,
 )
 from fl_client.chain import Chain
-from fl_client.codec import dequantize, quantize
 from fl_client.config import FixedPointFormat
 from tests.conftest import SMALL_WEIGHTS, events, submit
 from tests.pipeline_helpers import close_round, module_deployments
-from tests.test_incentives import accepted, credit_of, model_of, settled
+from tests.test_incentives import accepted, crafted, credit_of, model_of, settled
 from tests.test_robust_rewards import THRESHOLDS_BPS, expected_settlement, settlement
 
 SEED = 7
@@ -117,16 +116,6 @@ def honest_updates(
     noise = rng.integers(-6, 7, size=(TARGET, SMALL_WEIGHTS), dtype=np.int64)
     assert len(accounts) <= TARGET
     return {a: model + DIRECTION + noise[i] for i, a in enumerate(accounts)}
-
-
-def crafted(strategy: incentives.CraftedUpdate, models: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The quantized updates ``strategy`` sends against ``models``, round by round (as the bench
-    drives it: float weights in, float weights out)."""
-    out = []
-    for round_number, model in enumerate(models, start=1):
-        fitted = strategy.fit(dequantize(model, FMT), round_number=round_number)
-        out.append(quantize(fitted.weights, FMT).values)
-    return out
 
 
 def play_round(
