@@ -50,9 +50,13 @@ def run(args: argparse.Namespace) -> int:
     relay = Relay(
         chain=chain, contract=contract, account=account, view=CoordinatorView.read(chain, contract)
     )
-    print(
+    banner = (
         f"relay for {record.address} on {name}, paying from {account}: http://127.0.0.1:{args.port}"
     )
-    sys.stdout.flush()
-    serve(relay, port=args.port, poll_interval=args.poll)
+
+    def announce() -> None:  # once it listens: the URL printed answers at once
+        print(banner)
+        sys.stdout.flush()
+
+    serve(relay, port=args.port, poll_interval=args.poll, ready=announce)
     return 0

@@ -96,13 +96,17 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         network=settings.name,
         evaluate=not args.no_eval,
     )
-    print(
+    banner = (
         f"dashboard of the coordinator {record.address} on {settings.name} (node {url}): "
         f"http://{HOST}:{args.port}/  (Ctrl-C stops it)"
     )
-    sys.stdout.flush()
+
+    def announce() -> None:  # once it listens: the URL printed answers at once
+        print(banner)
+        sys.stdout.flush()
+
     try:
-        serve(tracker, host=HOST, port=args.port, poll_interval=args.poll)
+        serve(tracker, host=HOST, port=args.port, poll_interval=args.poll, ready=announce)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise busy from exc

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -178,13 +178,18 @@ def make_app(tracker: Tracker, *, poll_interval: float = 1.0) -> web.Application
 
 
 def serve(
-    tracker: Tracker, *, host: str = "127.0.0.1", port: int, poll_interval: float = 1.0
+    tracker: Tracker,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    poll_interval: float = 1.0,
+    ready: Callable[[], None] | None = None,
 ) -> None:
-    """Run the dashboard until interrupted."""
+    """Run the dashboard until interrupted; ``ready`` is called once it accepts connections."""
     web.run_app(
         make_app(tracker, poll_interval=poll_interval),
         host=host,
         port=port,
-        print=None,
+        print=None if ready is None else lambda _banner: ready(),
         shutdown_timeout=2.0,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -121,6 +121,19 @@ def make_app(relay: Relay, *, poll_interval: float = 0.5) -> web.Application:
     return app
 
 
-def serve(relay: Relay, *, host: str = "127.0.0.1", port: int, poll_interval: float = 0.5) -> None:
-    """Run the relay until interrupted."""
-    web.run_app(make_app(relay, poll_interval=poll_interval), host=host, port=port, print=None)
+def serve(
+    relay: Relay,
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    poll_interval: float = 0.5,
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Run the relay until interrupted; ``ready`` is called once it accepts connections (so that
+    a URL printed there answers at once)."""
+    web.run_app(
+        make_app(relay, poll_interval=poll_interval),
+        host=host,
+        port=port,
+        print=None if ready is None else lambda _banner: ready(),
+    )
