@@ -606,7 +606,7 @@ def run_round(
 
 
 @pytest.mark.slow
-def test_a_101770_weight_model_runs_full_rounds_within_every_limit(
+def test_a_101770_weight_model_runs_a_full_round_within_every_limit(
     isolated: Chain, owner: str, clients: list[str], relayer: str
 ) -> None:
     # Prepare: the MLP 784 -> 128 -> 10, quantized, and the deployment the configuration plans
@@ -629,29 +629,25 @@ def test_a_101770_weight_model_runs_full_rounds_within_every_limit(
     rng = np.random.default_rng(60)
     bound = fmt.max_abs
     current = quantized.values
-    # Execute / Assert: a round of 10 direct updates, then 6 direct and 4 relayed
-    for round_number, relayed in ((1, 0), (2, 4)):
-        vectors = [
-            np.clip(current + rng.integers(-40, 41, size=flat.size), -bound, bound) for _ in clients
-        ]
-        run_round(
-            isolated,
-            contract,
-            clients,
-            relayer,
-            vectors,
-            round_number=round_number,
-            relayed=relayed,
-        )
-        expected = integer_average(vectors)
-        words = read_model_words(contract)
-        assert unpack(words, flat.size).tolist() == expected.tolist()
-        assert words == pack(expected)
-        assert contract.functions.modelHash().call() == vector_hash(words, per_segment)
-        assert contract.functions.modelVersion().call() == round_number
-        current = expected
+    # Execute: a full round of 6 direct and 4 relayed updates (the heaviest close: it measures
+    # the relayed ones); tests/test_large_model.py runs this model for two rounds on anvil.
+    vectors = [
+        np.clip(current + rng.integers(-40, 41, size=flat.size), -bound, bound) for _ in clients
+    ]
+    run_round(isolated, contract, clients, relayer, vectors, round_number=1, relayed=4)
+    # Assert: the exact mean, written and hashed segment by segment
+    expected = integer_average(vectors)
+    words = read_model_words(contract)
+    assert unpack(words, flat.size).tolist() == expected.tolist()
+    assert words == pack(expected)
+    assert contract.functions.modelHash().call() == vector_hash(words, per_segment)
+    assert contract.functions.modelVersion().call() == 1
+    segments = int(contract.functions.numSegments().call())
+    assert segments >= 16
     transactions = transactions_since(isolated, first_block)
-    assert len(transactions) > 40
+    # Each direct update takes at least two transactions (its words exceed one's calldata), the
+    # relayed ones one batch registration, and the close one a segment.
+    assert len(transactions) >= 6 * 2 + 1 + segments
     heaviest = max(transactions)
     largest = max(transactions, key=lambda t: t[1])
     assert heaviest[0] < TX_GAS_CAP, heaviest
