@@ -20,14 +20,18 @@ Rules that score an update (higher is better; an update left out by a guard is u
   part at the step's move there, so scaling an update up does not pay).
 
 Aggregators (what makes the new model): ``mean`` (the contract's), the coordinate-wise
-``median`` and ``trimmed`` mean (three of ten cut at each end), and ``foolsgold`` (Fung et al.,
-"The Limitations of Federated Learning in Sybil Settings", RAID 2020: each client's weight falls
-with the largest cosine similarity of its summed past updates to another client's, so that
-accounts that push one way together lose their weight).
+``median``, ``trimmed`` mean (three of ten cut at each end) and ``winsorized`` mean (the same
+three set to the nearest value kept instead of left out), ``filtered`` (the plain mean of the
+updates whose shortfall from the trimmed mean's step is at most 1.5 times the round's median: a
+rule an attacker can aim under, tried because it keeps the mean's accuracy), and ``foolsgold`` (Fung et al., "The
+Limitations of Federated Learning in Sybil Settings", RAID 2020: each client's weight falls with
+the largest cosine similarity of its summed past updates to another client's, so that accounts
+that push one way together lose their weight).
 
-Strategies: those of :mod:`bench.incentives` (the copycat copies the update the rule scored best
-the round before), ``predictor``: a free rider that sends the global model moved along the last
-global step, scaled to an honest update's size (a free rider that passes the guard by a margin and
+Strategies: those of :mod:`bench.incentives` (``copycat`` copies the update the rule scored best
+the round before; ``copycat_paid`` the honest update its tier ladder paid most, the first of
+them, as :mod:`bench.incentives`'s copycat does on the chain), ``predictor``: a free rider
+that sends the global model moved along the last global step, scaled to an honest update's size (a free rider that passes the guard by a margin and
 bets that the step goes on), and ``sybils_noisy``: the three Sybils each add their own Gaussian
 noise of an honest update's size to the shared push (the Sybils' answer to a similarity rule).
 
@@ -35,7 +39,8 @@ Per round after the first, an attacker that is paid and scores at least as well 
 honest client earns at least as much as each of them under any tier ladder (tiers are monotone
 in the score): the bar fails that round whatever the tiers. The report counts those rounds
 (``beats_all``), the rounds it scores at least as well as the median honest client
-(``beats_median``), and the final accuracy against the clean run of the same aggregator.
+(``beats_median``), and the final accuracy against the clean run of the same aggregator (and
+the mean of the last three rounds', less subject to one round's swing).
 """
 
 from __future__ import annotations
@@ -75,8 +80,11 @@ from fl_client.aggregation import (
     clamp_step,
     directional_l1,
     integer_average,
+    reward_tier,
+    rounded_div,
     shortfall_bps,
     step_signs,
+    trim_cut,
     trimmed_average,
 )
 from fl_client.codec import dequantize, quantize
@@ -86,9 +94,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python -m bench.incentive_rules"
 ROUNDS = 10
 RULES = ("distance_new", "progress")
-AGGREGATORS = ("mean", "median", "trimmed", "foolsgold")
-STRATEGIES = ("free_rider", "predictor", "stale", "noise", "sybils", "sybils_noisy", "copycat")
+AGGREGATORS = ("mean", "median", "trimmed", "winsorized", "filtered", "foolsgold")
+STRATEGIES = (
+    "free_rider",
+    "predictor",
+    "stale",
+    "noise",
+    "sybils",
+    "sybils_noisy",
+    "copycat",
+    "copycat_paid",
+)
 TRIM = 3  # cut at each end by the trimmed mean
+FILTER_RATIO = 1.5  # filtered: the largest shortfall averaged, in medians of the round's
 NO_SCORE = None
 
 
@@ -144,16 +162,48 @@ def foolsgold_weights(history: np.ndarray) -> np.ndarray:
     return np.asarray(np.clip(logit, 0.0, 1.0))
 
 
-def robust_average(updates: Sequence[np.ndarray], how: str) -> np.ndarray:
-    """The coordinate-wise median (rounded half to even) or trimmed mean (``TRIM`` cut at each
-    end: the contract's ``trimEach``, exactly)."""
+def robust_average(updates: Sequence[np.ndarray], how: str, current: np.ndarray) -> np.ndarray:
+    """The coordinate-wise median (rounded half to even), trimmed mean (``TRIM`` cut at each
+    end: the contract's ``trimEach``, exactly), winsorized mean (:func:`winsorized_average`) or
+    the mean of the updates that agree with the trimmed mean (:func:`filtered_average`, from the
+    model ``current``)."""
     if how == "trimmed":
         return trimmed_average(updates, TRIM)
+    if how == "winsorized":
+        return winsorized_average(updates, TRIM)
+    if how == "filtered":
+        return filtered_average(updates, current)
     if how != "median":
         raise ValueError(f"unknown aggregator {how!r}")
     stack = np.stack([u.astype(np.float64) for u in updates])
     rounded: np.ndarray = np.rint(np.median(stack, axis=0)).astype(np.int64)
     return rounded
+
+
+def winsorized_average(updates: Sequence[np.ndarray], trim_each: int) -> np.ndarray:
+    """The coordinate-wise winsorized mean: per weight, the :func:`trim_cut` largest and smallest
+    values set to the nearest value kept (not left out, as the trimmed mean does), then every
+    value averaged and rounded as the contract rounds (:func:`rounded_div`). A duplicated update
+    weighs 2 of ``n``, not 2 of ``n - 2 * cut``."""
+    count = len(updates)
+    cut = trim_cut(trim_each, count)
+    ordered = np.sort(np.stack([u.astype(np.int64) for u in updates]), axis=0)
+    if cut:
+        ordered = np.clip(ordered, ordered[cut], ordered[count - 1 - cut])
+    return np.array([rounded_div(int(s), count) for s in ordered.sum(axis=0)], dtype=np.int64)
+
+
+def filtered_average(updates: Sequence[np.ndarray], current: np.ndarray) -> np.ndarray:
+    """The plain mean of the updates whose shortfall from the trimmed mean's step (the contract's
+    ``progress`` score, with the trimmed mean as the new model) is at most ``FILTER_RATIO`` times
+    the round's median shortfall: the trimmed mean only tells the outliers apart, and every other
+    update weighs the same (the trimmed mean itself when none would be left)."""
+    reference = trimmed_average(updates, TRIM)
+    step = l1(current, reference)
+    shortfalls = [shortfall_bps(l1(u, reference), l1(u, current), step) for u in updates]
+    bound = FILTER_RATIO * statistics.median(shortfalls)
+    agreeing = [u for u, f in zip(updates, shortfalls, strict=True) if f <= bound]
+    return integer_average(agreeing) if agreeing else reference
 
 
 # ---------------------------------------------------------------- the Sybils' answer
@@ -217,7 +267,9 @@ def members(
 ) -> tuple[list[Any], list[str]]:
     """The ten trainers and their roles (``sybils_noisy``: the Sybils with their own noise;
     ``predictor``: :class:`Predictor` in the free rider's place)."""
-    base = {"sybils_noisy": "sybils", "predictor": "free_rider"}.get(strategy, strategy)
+    base = {"sybils_noisy": "sybils", "predictor": "free_rider", "copycat_paid": "copycat"}.get(
+        strategy, strategy
+    )
     trainers, roles = members_for(
         ctx, base, guard=settings.min_reward_distance, size=size, board=board
     )
@@ -233,6 +285,8 @@ def members(
                 sample_count=push.num_samples,
             )
             roles[i] = strategy
+    if strategy == "copycat_paid":
+        roles[0] = strategy
     if strategy == "predictor":
         rider = trainers[0]
         assert isinstance(rider, CraftedUpdate)
@@ -278,6 +332,7 @@ def run(
     last_step: np.ndarray | None = None
     history = np.zeros((CLIENTS, ctx.num_weights))
     honest_distances: list[list[int]] = []
+    by_round: list[float] = []
     records = []
     for number in range(1, rounds + 1):
         weights = dequantize(model, fmt)
@@ -306,7 +361,7 @@ def run(
                 if pairs:
                     new = integer_average([p[0] for p in pairs], [p[1] for p in pairs])
             else:
-                new = robust_average([updates[i] for i in kept], aggregator)
+                new = robust_average([updates[i] for i in kept], aggregator, model)
             new, _ = clamp_step(
                 new, model, checkpoint, max_step=settings.max_step, max_drift=settings.max_drift
             )
@@ -326,23 +381,51 @@ def run(
             ]
             for rule in RULES
         }
-        board.revealed[number] = [
-            (s if s is not None else -(2**62), updates[i]) for i, s in enumerate(scores[board_rule])
-        ]
+        if strategy == "copycat_paid":
+            board.revealed[number] = [
+                (tier_reward(settings, board_rule, model, new, u) if paid[i] else 0, u)
+                for i, u in enumerate(updates)
+                if roles[i] == "honest"
+            ]
+        else:
+            board.revealed[number] = [
+                (s if s is not None else -(2**62), updates[i])
+                for i, s in enumerate(scores[board_rule])
+            ]
         records.append({"round": number, "roles": roles, "scores": scores, "counted": keep})
         if settings.max_drift and settings.drift_window and number % settings.drift_window == 0:
             checkpoint = new.copy()
         step = step_signs(model, new)
         last_step = step if np.any(step) else last_step
         model = new
+        by_round.append(round(100 * evaluate(ctx, model), 2))
     return {
         "strategy": strategy,
         "aggregator": aggregator,
         "board_rule": board_rule,
         "rounds": records,
-        "accuracy": round(100 * evaluate(ctx, model), 2),
+        "accuracy": by_round[-1],
+        "accuracy_by_round": by_round,
         "honest_distances": honest_distances,
     }
+
+
+def tier_reward(
+    settings: Incentives, rule: str, current: np.ndarray, new: np.ndarray, update: np.ndarray
+) -> int:
+    """What the contract's tier ladder of ``rule`` pays ``update`` once it passed the guards
+    (``distance_new``: the tiers on its distance from the new model; ``progress``: the shortfall
+    tiers)."""
+    if rule == "distance_new":
+        value, thresholds, amounts = (
+            l1(update, new),
+            settings.tier_thresholds,
+            settings.tier_rewards,
+        )
+    else:
+        value = shortfall_bps(l1(update, new), l1(update, current), l1(current, new))
+        thresholds, amounts = settings.progress_thresholds, settings.progress_rewards
+    return reward_tier(value, thresholds, amounts).amount_wei
 
 
 def summarize(result: dict[str, Any], rule: str) -> dict[str, Any]:
@@ -371,6 +454,13 @@ def summarize(result: dict[str, Any], rule: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the grid and the report
 
 
+def last_three(result: dict[str, Any], clean: dict[str, Any]) -> float:
+    """The mean accuracy of the last three rounds against the clean run's, in pp (a final
+    accuracy moves by about a point from round to round on Dirichlet shards)."""
+    mine, theirs = result["accuracy_by_round"][-3:], clean["accuracy_by_round"][-3:]
+    return round(float(statistics.mean(mine)) - float(statistics.mean(theirs)), 2)
+
+
 def partition_report(
     partition: str, settings: Incentives, *, rounds: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -393,13 +483,14 @@ def partition_report(
     for aggregator in AGGREGATORS:
         for strategy in STRATEGIES:
             # The copycat's choice follows the rule; every other run serves both rules.
-            for board_rule in RULES if strategy == "copycat" else (RULES[0],):
+            copies = strategy.startswith("copycat")
+            for board_rule in RULES if copies else (RULES[0],):
                 result = run(
                     ctx, strategy, aggregator, board_rule, settings, rounds=rounds, size=size
                 )
                 accuracy = result["accuracy"]
                 delta = round(accuracy - clean[aggregator]["accuracy"], 2)
-                for rule in (board_rule,) if strategy == "copycat" else RULES:
+                for rule in (board_rule,) if copies else RULES:
                     summary = summarize(result, rule)
                     runs.append(
                         {
@@ -408,6 +499,8 @@ def partition_report(
                             "rule": rule,
                             "accuracy": accuracy,
                             "vs_clean_pp": delta,
+                            "vs_clean_last_3_pp": last_three(result, clean[aggregator]),
+                            "accuracy_by_round": result["accuracy_by_round"],
                             **summary,
                         }
                     )
@@ -479,14 +572,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"Clean runs (ten honest clients): {clean}.",
             "",
             "| aggregator | rule | strategy | paid in rounds | outscores every honest | "
-            "outscores the median honest | final accuracy % | vs clean (pp) |",
-            "|---|---|---|---|---|---|---:|---:|",
+            "outscores the median honest | final accuracy % | vs clean (pp) | "
+            "last 3 rounds vs clean (pp) |",
+            "|---|---|---|---|---|---|---:|---:|---:|",
         ]
         for r in part["runs"]:
             lines.append(
                 f"| {r['aggregator']} | {r['rule']} | {r['strategy']} | "
                 f"{_rounds(r['paid'])} | {_rounds(r['beats_all'])} | "
-                f"{_rounds(r['beats_median'])} | {r['accuracy']} | {r['vs_clean_pp']:+} |"
+                f"{_rounds(r['beats_median'])} | {r['accuracy']} | {r['vs_clean_pp']:+} | "
+                f"{r['vs_clean_last_3_pp']:+} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -1,7 +1,8 @@
 """The offline rule exploration (bench/incentive_rules.py): the progress score at its ends, the
-robust averages and FoolsGold's weights on small vectors, the guards it copies from the contract,
-the summary of a run (the bar's "outscores every honest client" at exactly a tie), and two
-rounds of a real run (MNIST 5k, IID) whose mean equals the contract's reference."""
+robust averages (the winsorized mean too), the tier rewards the paid copycat reads and
+FoolsGold's weights on small vectors, the guards it copies from the contract, the summary of a
+run (the bar's "outscores every honest client" at exactly a tie), and two rounds of a real run
+(MNIST 5k, IID) whose mean equals the contract's reference."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from fl_client.codec import quantize
 from fl_client.config import FixedPointFormat, load_config
 
 FMT = FixedPointFormat(scale=1024, max_abs=3000)
+ZERO = np.zeros(2, dtype=np.int64)
 SETTINGS = Incentives(
     tier_thresholds=(1,),
     tier_rewards=(1,),
@@ -57,12 +59,58 @@ def test_median_and_trimmed_mean_ignore_three_equal_outliers_of_ten() -> None:
     honest = [np.array([v, -v]) for v in (1, 2, 3, 4, 5, 6, 7)]
     outliers = [np.array([1000, -1000])] * 3
     updates = honest + outliers
-    assert rules.robust_average(updates, "median").tolist() == [6, -6]  # (5 + 7) / 2 rounded
+    assert rules.robust_average(updates, "median", ZERO).tolist() == [6, -6]  # (5 + 7) / 2 rounded
     # Cut 3 at each end: 4, 5, 6, 7 remain.
-    assert rules.robust_average(updates, "trimmed").tolist() == [6, -6]
+    assert rules.robust_average(updates, "trimmed", ZERO).tolist() == [6, -6]
     assert integer_average(updates).tolist() == [303, -303]  # the mean follows them
     with pytest.raises(ValueError, match="unknown aggregator"):
-        rules.robust_average(updates, "mode")
+        rules.robust_average(updates, "mode", ZERO)
+
+
+def test_winsorized_mean_sets_three_outliers_of_ten_to_the_nearest_kept_value() -> None:
+    honest = [np.array([v, -v]) for v in (1, 2, 3, 4, 5, 6, 7)]
+    updates = honest + [np.array([1000, -1000])] * 3
+    # Cut 3 at each end: 1, 2, 3 become 4, and the three outliers 7: (4*4 + 5 + 6 + 7*4) / 10.
+    assert rules.robust_average(updates, "winsorized", ZERO).tolist() == [6, -6]
+    assert rules.winsorized_average(updates, 3).tolist() == [6, -6]
+    # A pair of equal values weighs 2 of 10 (the trimmed mean: 2 of the 4 it keeps).
+    pair = [np.array([v]) for v in (0, 0, 0, 0, 8, 8, 10, 10, 10, 10)]
+    assert rules.winsorized_average(pair, 3).tolist() == [6]  # 56 / 10 = 5.6
+    assert rules.robust_average(pair, "trimmed", np.zeros(1, dtype=np.int64)).tolist() == [
+        7
+    ]  # (0 + 8 + 8 + 10) / 4 = 6.5
+    # Too few values to cut (one left in play at most): the plain mean, rounded half away.
+    assert rules.winsorized_average([np.array([1]), np.array([2])], 3).tolist() == [2]
+
+
+def test_filtered_mean_drops_updates_far_behind_the_trimmed_step_and_averages_the_rest() -> None:
+    honest = [np.array([v, v]) for v in (4, 5, 6, 7, 8, 9, 10)]
+    updates = honest + [np.array([-30, -30])] * 3
+    # The trimmed mean is (6, 6), a step of 12; shortfalls: 4 -> 6666, 5 -> 3333, 6..10 -> 0,
+    # the outliers 20000. Median 1666.5, bound 2500: 6..10 are averaged, (8, 8).
+    assert rules.filtered_average(updates, ZERO).tolist() == [8, 8]
+    assert rules.robust_average(updates, "filtered", ZERO).tolist() == [8, 8]
+    # Its weakness: when most updates overshoot the trimmed step, the median shortfall is 0 and
+    # only they are averaged (7..10 here, whose mean 8.5 rounds to 9).
+    assert rules.filtered_average(honest, ZERO).tolist() == [9, 9]
+
+
+def test_tier_reward_reads_each_rules_ladder_at_its_inclusive_thresholds() -> None:
+    settings = replace(
+        SETTINGS,
+        tier_thresholds=(4, 8),
+        tier_rewards=(10, 5),
+        progress_thresholds=(10_000,),
+        progress_rewards=(7,),
+    )
+    current, new = np.zeros(2, dtype=np.int64), np.array([2, 2])
+    assert rules.tier_reward(settings, "distance_new", current, new, np.array([4, 4])) == 10
+    assert rules.tier_reward(settings, "distance_new", current, new, np.array([5, 4])) == 5
+    assert rules.tier_reward(settings, "distance_new", current, new, np.array([9, 4])) == 0
+    # Shortfall: the old model, 20000 bps (no tier); the new model, 0; half the step, 10000.
+    assert rules.tier_reward(settings, "progress", current, new, current) == 0
+    assert rules.tier_reward(settings, "progress", current, new, new) == 7
+    assert rules.tier_reward(settings, "progress", current, new, np.array([1, 1])) == 7
 
 
 def test_foolsgold_zeroes_identical_accounts_and_keeps_distinct_ones() -> None:
