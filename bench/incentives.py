@@ -967,6 +967,15 @@ def accuracy_gap_pp(final: float, clean: float) -> float:
     return round(100 * (final - clean), 6)
 
 
+def last_three_gap_pp(record: RunRecord, clean: RunRecord) -> float:
+    """The mean accuracy of the last three rounds less the clean run's, in pp: the final round
+    alone swings by about a point on Dirichlet shards, so this tells a lasting cost from a bad
+    last round (reported beside the bar, which reads the final accuracy as the issue does)."""
+    mine = [r.accuracy for r in record.rounds[-3:]]
+    theirs = [r.accuracy for r in clean.rounds[-3:]]
+    return round(100 * (sum(mine) / len(mine) - sum(theirs) / len(theirs)), 2)
+
+
 def attack_summary(record: RunRecord, clean: RunRecord) -> dict[str, Any]:
     """What the bar asks of one attacked run (``clean``: ten honest clients, same settings)."""
     role = record.strategy
@@ -990,6 +999,7 @@ def attack_summary(record: RunRecord, clean: RunRecord) -> dict[str, Any]:
         "final_accuracy": record.final_accuracy,
         "clean_final_accuracy": clean.final_accuracy,
         "accuracy_gap_pp": round(gap, 2),
+        "last_three_gap_pp": last_three_gap_pp(record, clean),
         "reward_bar": reward_bar,
         "accuracy_bar": abs(gap) <= BAR_PP,
         "bar": reward_bar and abs(gap) <= BAR_PP,
@@ -1313,6 +1323,7 @@ def verdict(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "relative_reward_total": a["relative_reward_total"],
                 "worst_relative_reward_after_round_1": a["worst_relative_reward_after_round_1"],
                 "accuracy_gap_pp": a["accuracy_gap_pp"],
+                "last_three_gap_pp": a["last_three_gap_pp"],
                 "reward_bar": a["reward_bar"],
                 "accuracy_bar": a["accuracy_bar"],
                 "bar": a["bar"],
@@ -1385,7 +1396,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{BAR_PP:g} pp of the clean run of the same settings. Bounds on: `maxShareBps`, "
         "`maxStep`, `maxDrift`/`driftWindow` as calibrated; off: none of them (the seed); "
         f"trimmed: on, and `trimEach` {TRIM}. Reference `progress` reads its tiers on the "
-        "shortfall from the round's step, in basis points (`FLCoordinator.rewardReference`).",
+        "shortfall from the round's step, in basis points (`FLCoordinator.rewardReference`). "
+        "*Last 3 rounds vs clean*: the mean accuracy of rounds 8-10 against the clean run's "
+        "(the final round alone swings by about 1 pp on Dirichlet shards; not part of the bar).",
     ]
     lines += _verdict_markdown(report["verdict"])
     for part in report["partitions"]:
@@ -1410,15 +1423,16 @@ def _verdict_markdown(verdict: dict[str, Any]) -> list[str]:
             f"## {title}: reference `{v['reference']}`, bounds {v['bounds']}: {result}",
             "",
             "| shards | strategy | relative reward, total | worst round after 1 "
-            "| vs clean (pp) | bar |",
-            "|---|---|---:|---:|---:|---|",
+            "| vs clean (pp) | last 3 rounds vs clean (pp) | bar |",
+            "|---|---|---:|---:|---:|---:|---|",
         ]
         for r in v["strategies"]:
             lines.append(
                 f"| {r['partition']} | {LABELS[r['strategy']]} | "
                 f"{_ratio(r['relative_reward_total'])} | "
                 f"{_ratio(r['worst_relative_reward_after_round_1'])} | "
-                f"{r['accuracy_gap_pp']:+.2f} | {_verdict_cell(r)} |"
+                f"{r['accuracy_gap_pp']:+.2f} | {r['last_three_gap_pp']:+.2f} | "
+                f"{_verdict_cell(r)} |"
             )
     return lines
 
@@ -1464,14 +1478,15 @@ def _partition_markdown(part: dict[str, Any]) -> list[str]:
         f"below {STOOD_STILL_BPS} bps: an update that stood still).",
         "",
         "| strategy | reference | bounds | relative reward, total | worst round after 1 "
-        "| by round | rounds counted | final accuracy % | vs clean (pp) | bar |",
-        "|---|---|---|---:|---:|---|---:|---:|---:|---|",
+        "| by round | rounds counted | final accuracy % | vs clean (pp) | last 3 rounds vs clean "
+        "(pp) | bar |",
+        "|---|---|---|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     for key, clean in part["clean"].items():
         reference, bounds = key.split("/")
         lines.append(
             f"| honest (clean run) | {reference} | {bounds} | 1 | 1 | | all | "
-            f"{_pct(clean['final_accuracy'])} | | |"
+            f"{_pct(clean['final_accuracy'])} | | | |"
         )
     for a in part["attacks"]:
         by_round = " ".join(_ratio(v) for v in a["relative_reward_by_round"])
@@ -1482,7 +1497,7 @@ def _partition_markdown(part: dict[str, Any]) -> list[str]:
             f"{_ratio(a['relative_reward_total'])} | "
             f"{_ratio(a['worst_relative_reward_after_round_1'])} | {by_round} | "
             f"{a['rounds_counted']}/{rounds} | {_pct(a['final_accuracy'])} | "
-            f"{a['accuracy_gap_pp']:+.1f} | {verdict} |"
+            f"{a['accuracy_gap_pp']:+.1f} | {a['last_three_gap_pp']:+.1f} | {verdict} |"
         )
     lines += [
         "",

@@ -1204,6 +1204,24 @@ def test_bench_accuracy_bar_is_inclusive_at_one_point(final: float, expected: bo
     assert abs(summary["accuracy_gap_pp"] - 100 * (final - 0.901)) < 1e-6
 
 
+def test_bench_last_three_rounds_gap_averages_rounds_8_to_10_beside_the_final_one() -> None:
+    """The mean of the last three rounds' accuracy less the clean run's, in pp: a bad final
+    round shows in the bar's figure, a lasting cost in this one."""
+    # Prepare: the attacked run is 2 pp down in rounds 1-9 and level in round 10
+    clean = record("honest", [[1, 1]] * 10, ["honest"] * 2, accuracy=0.88)
+    rounds = record("copycat", [[0, 1]] * 10, ["copycat", "honest"], accuracy=0.86).rounds
+    copycat = replace(
+        record("copycat", [], ["copycat", "honest"]),
+        rounds=(*rounds[:9], replace(rounds[9], accuracy=0.88)),
+    )
+    # Execute
+    summary = incentives.attack_summary(copycat, clean)
+    # Assert
+    assert summary["accuracy_gap_pp"] == 0.0
+    assert summary["accuracy_bar"]
+    assert summary["last_three_gap_pp"] == pytest.approx(-1.33, abs=0.005)  # (-2 - 2 + 0) / 3
+
+
 def test_bench_tier_ladder_separates_distances_a_ratio_apart() -> None:
     """Thresholds rise by the ratio from ``low * ratio`` until one reaches ``high``, strictly."""
     ladder = incentives.tier_ladder(100, 200, 1.15)
