@@ -20,13 +20,15 @@ Rules that score an update (higher is better; an update left out by a guard is u
   part at the step's move there, so scaling an update up does not pay).
 
 Aggregators (what makes the new model): ``mean`` (the contract's), the coordinate-wise
-``median``, ``trimmed`` mean (three of ten cut at each end) and ``winsorized`` mean (the same
-three set to the nearest value kept instead of left out), ``filtered`` (the plain mean of the
-updates whose shortfall from the trimmed mean's step is at most 1.5 times the round's median: a
-rule an attacker can aim under, tried because it keeps the mean's accuracy), and ``foolsgold`` (Fung et al., "The
-Limitations of Federated Learning in Sybil Settings", RAID 2020: each client's weight falls with
-the largest cosine similarity of its summed past updates to another client's, so that accounts
-that push one way together lose their weight).
+``median``, ``trimmed`` mean (three of ten cut at each end; ``trimmed_guarded``: over the updates
+that pass the free-rider guard only, where the contract averages an unpaid update too),
+``winsorized`` mean (the same three set to the nearest value kept instead of left out),
+``filtered`` (the plain mean of the updates whose shortfall from the trimmed mean's step is at
+most 1.5 times the round's median: a rule an attacker can aim under, tried because it keeps the
+mean's accuracy), and ``foolsgold`` (Fung et al., "The Limitations of Federated Learning in Sybil
+Settings", RAID 2020: each client's weight falls with the largest cosine similarity of its summed
+past updates to another client's, so that accounts that push one way together lose their
+weight).
 
 Strategies: those of :mod:`bench.incentives` (``copycat`` copies the update the rule scored best
 the round before; ``copycat_paid`` the honest update its tier ladder paid most, the first of
@@ -94,7 +96,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 COMMAND = ".venv/bin/python -m bench.incentive_rules"
 ROUNDS = 10
 RULES = ("distance_new", "progress")
-AGGREGATORS = ("mean", "median", "trimmed", "winsorized", "filtered", "foolsgold")
+AGGREGATORS = (
+    "mean",
+    "median",
+    "trimmed",
+    "trimmed_guarded",
+    "winsorized",
+    "filtered",
+    "foolsgold",
+)
 STRATEGIES = (
     "free_rider",
     "predictor",
@@ -167,7 +177,7 @@ def robust_average(updates: Sequence[np.ndarray], how: str, current: np.ndarray)
     end: the contract's ``trimEach``, exactly), winsorized mean (:func:`winsorized_average`) or
     the mean of the updates that agree with the trimmed mean (:func:`filtered_average`, from the
     model ``current``)."""
-    if how == "trimmed":
+    if how in ("trimmed", "trimmed_guarded"):
         return trimmed_average(updates, TRIM)
     if how == "winsorized":
         return winsorized_average(updates, TRIM)
@@ -342,6 +352,8 @@ def run(
         samples = [int(t.num_samples) for t in trainers]
         keep = [counted(settings, model, last_step, u) for u in updates]
         kept = [i for i in range(CLIENTS) if keep[i]]
+        if aggregator == "trimmed_guarded":  # the free-rider guard also leaves it out of the mean
+            kept = [i for i in kept if l1(updates[i], model) >= settings.min_reward_distance]
         honest_distances.append(
             [l1(updates[i], model) for i in range(CLIENTS) if roles[i] == "honest"]
         )

@@ -15,7 +15,7 @@ import pytest
 
 from bench import incentive_rules as rules
 from bench.incentives import Incentives, Sybil, make_context, push_direction, warm_up
-from fl_client.aggregation import capped_weights, integer_average
+from fl_client.aggregation import capped_weights, integer_average, trimmed_average
 from fl_client.codec import quantize
 from fl_client.config import FixedPointFormat, load_config
 
@@ -219,6 +219,28 @@ def test_two_rounds_on_mnist_give_the_contracts_mean_and_score_every_paid_update
         assert result["rounds"][1]["scores"]["progress"][i] == rules.progress_bps(
             model, new, updates[i]
         )
+
+
+@pytest.mark.slow
+def test_trimmed_guarded_leaves_an_update_under_the_free_rider_guard_out_of_the_mean() -> None:
+    fl = load_config().fl.with_overrides(dataset="mnist5k", clients=10, rounds=1)
+    ctx = make_context(fl, "iid")
+    warm_up(ctx)
+    guarded = replace(SETTINGS, min_reward_distance=1)  # an update that moved at all passes
+    traces: dict[str, list[Any]] = {}
+    for aggregator in ("trimmed", "trimmed_guarded"):
+        traces[aggregator] = []
+        rules.run(
+            ctx, "stale", aggregator, "progress", guarded, rounds=1, size=lambda r: 0,
+            trace=traces[aggregator],
+        )  # fmt: skip
+    model, updates, _, new = traces["trimmed_guarded"][0]
+    # Round 1: the stale resubmitter sends the model it was given, 0 from it.
+    assert np.array_equal(updates[0], model)
+    assert np.array_equal(new, trimmed_average(updates[1:], 3))
+    _, same_updates, _, averaged_in = traces["trimmed"][0]
+    assert np.array_equal(averaged_in, trimmed_average(same_updates, 3))
+    assert not np.array_equal(averaged_in, new)
 
 
 def test_predictor_moves_along_the_last_step_by_an_honest_size_and_stays_put_in_round_one() -> None:
