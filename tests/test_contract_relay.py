@@ -36,6 +36,7 @@ from fl_client.chain import (
 from fl_client.codec import pack, segment_hashes, vector_hash
 from tests.conftest import (
     SMALL_WEIGHTS,
+    DeployFactory,
     events,
     relay,
     signed,
@@ -248,6 +249,30 @@ def test_anyone_may_relay_and_the_closer_earns_the_relay_fee(
     close_round(isolated, coordinator, relayer, {c: constant(3) for c in clients[:3]})
     assert coordinator.functions.credit(relayer).call() == 7 + 3
     assert coordinator.functions.credit(outsider).call() == 0
+
+
+def test_the_closer_earns_the_relay_fee_for_a_relayed_free_rider_too(
+    isolated: Chain, deploy_coordinator: DeployFactory, clients: list[str], relayer: str
+) -> None:
+    """The open fee-farming threat of the README's Threats table: the update of an account that
+    resubmits the model (under the free-rider guard) is unpaid, but the close that carries it
+    earns ``relayFee`` all the same."""
+    # Prepare: a guard of 40 (one quantum a weight); client 0 resubmits the zero model, relayed
+    contract = deploy_coordinator(min_reward_distance=SMALL_WEIGHTS)
+    vectors = [constant(0), constant(3), constant(3)]
+    relay(isolated, contract, relayer, [signed(isolated, contract, clients[0], vectors[0])])
+    for client, vector in zip(clients[1:3], vectors[1:], strict=True):
+        submit(isolated, contract, client, vector)
+    # Execute
+    receipts = close_round(isolated, contract, relayer, dict(zip(clients, vectors, strict=False)))
+    # Assert: the free rider is counted and unpaid; the closer is paid closeFee 7 + relayFee 3
+    [accepted] = events(contract, "SubmissionAccepted", receipts[-1])
+    assert (accepted["client"], accepted["counted"], accepted["reward"]) == (clients[0], True, 0)
+    assert accepted["tier"] == NO_TIER
+    [closed] = events(contract, "SegmentClosed", receipts[-1])
+    assert (closed["relayed"], closed["fee"]) == (1, 7 + 3)
+    assert contract.functions.credit(relayer).call() == 7 + 3
+    assert contract.functions.credit(clients[0]).call() == 0
 
 
 def test_a_client_left_out_by_its_relayer_submits_directly(
