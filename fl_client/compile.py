@@ -9,11 +9,14 @@ when a source, a setting or the compiler changes.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,9 +161,9 @@ def compile_contracts(*, force: bool = False) -> dict[str, CompiledContract]:
     standard_input = _standard_input(sources, settings)
     compiler = find_compiler(settings.version)
     fingerprint = _fingerprint(standard_input, compiler, settings.version)
-    if not force and BUILD_FILE.exists():
-        cached = json.loads(BUILD_FILE.read_text(encoding="utf-8"))
-        if cached.get("fingerprint") == fingerprint:
+    if not force:
+        cached = _read_cache()
+        if cached is not None and cached.get("fingerprint") == fingerprint:
             return {name: CompiledContract(**entry) for name, entry in cached["contracts"].items()}
     logger.info("compiling %d Solidity sources with %s", len(sources), compiler)
     try:
@@ -185,19 +188,40 @@ def compile_contracts(*, force: bool = False) -> dict[str, CompiledContract]:
                 deployed_size=len(data["evm"]["deployedBytecode"]["object"]) // 2,
                 storage_layout=data.get("storageLayout", {}).get("storage"),
             )
-    BUILD_FILE.parent.mkdir(parents=True, exist_ok=True)
-    BUILD_FILE.write_text(
-        json.dumps(
-            {
-                "fingerprint": fingerprint,
-                "compiler": settings.version,
-                "contracts": {name: c.__dict__ for name, c in contracts.items()},
-            },
-            indent=1,
-        ),
-        encoding="utf-8",
+    _write_cache(
+        {
+            "fingerprint": fingerprint,
+            "compiler": settings.version,
+            "contracts": {name: c.__dict__ for name, c in contracts.items()},
+        }
     )
     return contracts
+
+
+def _read_cache() -> dict[str, Any] | None:
+    """The build cache, or ``None`` when there is none or it cannot be read (then it is rebuilt)."""
+    try:
+        cached = json.loads(BUILD_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return cached if isinstance(cached, dict) else None
+
+
+def _write_cache(content: dict[str, Any]) -> None:
+    """Replaces the build cache at once (a temporary file renamed over it), so that a process
+    that compiles at the same time as another, or reads while it writes, never sees half a file."""
+    BUILD_FILE.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=BUILD_FILE.parent, prefix=".contracts-", suffix=".json"
+    )
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(content, out, indent=1)
+        os.replace(temporary, BUILD_FILE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def get_contract(name: str) -> CompiledContract:
