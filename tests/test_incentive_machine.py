@@ -85,7 +85,7 @@ PUSH_SCALES = (5, 10, 60, 300)  # 5: exactly the guard's 200
 PHASE_OPEN, PHASE_CLOSING = 1, 4
 
 SETTINGS = settings(
-    max_examples=20,  # about a minute and a half on 2 cores; every label below is reached
+    max_examples=10,  # about 30 s on 2 cores; every label below is reached
     stateful_step_count=8,
     deadline=None,
     database=None,
@@ -95,7 +95,7 @@ SETTINGS = settings(
 
 TRIM_EACH = 1
 BPS_THRESHOLDS = (5_000, 10_000, 15_000)
-ROBUST_EXAMPLES = 20  # about 80 s on 2 cores
+ROBUST_EXAMPLES = 20  # about 35 s on 2 cores
 
 
 @dataclass(frozen=True)
@@ -513,7 +513,7 @@ class IncentiveMachine(RuleBasedStateMachine):
 def test_incentive_rules_hold_under_random_call_sequences(
     isolated: Chain, owner: str, clients: list[str], relayer: str
 ) -> None:
-    """20 random sequences (derandomized) of an initial batch and up to 8 steps against one
+    """10 random sequences (derandomized) of an initial batch and up to 8 steps against one
     deployment; every rule, bound and boundary of ``EXPECTED`` is reached."""
     # Prepare
     env = make_environment(isolated, owner, clients[:6], relayer)
