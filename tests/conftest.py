@@ -286,3 +286,21 @@ def close(
         )
         receipts.append(send(chain, function, sender))
     return receipts
+
+
+# ---------------------------------------------------------------- two workers (pytest-xdist)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``-n 2 --dist loadgroup`` (tools/test.sh), every test that starts a node or other
+    processes runs on one worker, one after another as without xdist, so that two of them never
+    compete for ports, the clock or the two cores at once; every other module runs whole on one
+    worker (its module-scoped deployments are made once)."""
+    for item in items:
+        path = item.path.name
+        group = "processes" if item.get_closest_marker("anvil") or path in PROCESS_MODULES else path
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+# Modules that start subprocesses or time out on a node without the anvil marker on every test.
+PROCESS_MODULES = frozenset({"test_cli.py", "test_runner.py", "test_participant.py"})

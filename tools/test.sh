@@ -9,4 +9,6 @@ echo "== ruff"
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/python -m pytest "$@"
+# Two workers: the tests that start nodes or processes run on one of them, in order
+# (tests/conftest.py), every other module whole on either.
+.venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
