@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,13 +93,24 @@ def find_compiler(version: str) -> Path:
             "pin the same version in package.json and run `npm ci`"
         )
     SHIM_FOLDER.mkdir(parents=True, exist_ok=True)
-    link = SHIM_FOLDER / f"solc-v{version}"
-    if not link.exists():
-        link.symlink_to(SHIM)
+    _link(SHIM_FOLDER / f"solc-v{version}", SHIM)
     try:
         return Path(solcx.install.get_executable(version, solcx_binary_path=SHIM_FOLDER))
     except SolcNotInstalled as exc:  # pragma: no cover - the link was just made
         raise CompileError(str(exc)) from exc
+
+
+def _link(link: Path, target: Path) -> None:
+    """Makes ``link`` a symbolic link to ``target``, safely when other processes do the same at
+    once (clients or test workers started together on a fresh clone): a link under a name of this
+    process's own, renamed over ``link``, so that none of them finds it half made or in its way."""
+    if link.is_symlink() and link.resolve() == target.resolve():
+        return
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.{threading.get_ident()}")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
 
 
 def _sources() -> dict[str, Path]:

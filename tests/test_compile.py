@@ -114,3 +114,43 @@ def test_readers_never_see_half_a_cache_while_another_process_writes(build_file:
     assert seen
     assert all(s is None or s == big for s in seen)
     assert any(s == big for s in seen)
+
+
+def test_the_compiler_link_is_made_once_whoever_makes_it_at_the_same_time(tmp_path: Path) -> None:
+    """Workers started together on a fresh clone all link the solc-js shim: none of them fails
+    (a plain ``symlink_to`` after ``exists()`` raised FileExistsError in all but one). Eight
+    threads make each of 20 fresh links at once."""
+    target = tmp_path / "shim.js"
+    target.write_text("shim", encoding="utf-8")
+    folder = tmp_path / "solcx"
+    folder.mkdir()
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def make() -> None:
+        for version in range(20):
+            start.wait()
+            try:
+                compile_module._link(folder / f"solc-v{version}", target)
+            except BaseException as exc:  # recorded for the assertion
+                errors.append(exc)
+
+    threads = [threading.Thread(target=make) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    links = sorted(folder.iterdir())
+    assert [p.name for p in links] == sorted(f"solc-v{v}" for v in range(20))
+    assert all(p.is_symlink() and p.resolve() == target.resolve() for p in links)
+
+
+def test_a_link_to_another_file_is_replaced(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.js", tmp_path / "new.js"
+    old.write_text("old", encoding="utf-8")
+    new.write_text("new", encoding="utf-8")
+    link = tmp_path / "solc-v0.8.28"
+    link.symlink_to(old)
+    compile_module._link(link, new)
+    assert link.resolve() == new.resolve()
