@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from fl_client.cli.options import add_network, client_account, private_key, require_rpc
 from fl_client.config import load_config
@@ -53,10 +52,5 @@ def run(args: argparse.Namespace) -> int:
     banner = (
         f"relay for {record.address} on {name}, paying from {account}: http://127.0.0.1:{args.port}"
     )
-
-    def announce() -> None:  # once it listens: the URL printed answers at once
-        print(banner)
-        sys.stdout.flush()
-
-    serve(relay, port=args.port, poll_interval=args.poll, ready=announce)
+    serve(relay, port=args.port, poll_interval=args.poll, banner=banner)
     return 0

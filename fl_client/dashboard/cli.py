@@ -100,13 +100,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         f"dashboard of the coordinator {record.address} on {settings.name} (node {url}): "
         f"http://{HOST}:{args.port}/  (Ctrl-C stops it)"
     )
-
-    def announce() -> None:  # once it listens: the URL printed answers at once
-        print(banner)
-        sys.stdout.flush()
-
     try:
-        serve(tracker, host=HOST, port=args.port, poll_interval=args.poll, ready=announce)
+        serve(tracker, host=HOST, port=args.port, poll_interval=args.poll, banner=banner)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise busy from exc

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from aiohttp import web
 from fl_client.config import PROJECT_ROOT
 from fl_client.dashboard.tracker import Tracker
 from fl_client.errors import ConfigError
+from fl_client.serving import run_until_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -183,13 +184,13 @@ def serve(
     host: str = "127.0.0.1",
     port: int,
     poll_interval: float = 1.0,
-    ready: Callable[[], None] | None = None,
+    banner: str | None = None,
 ) -> None:
-    """Run the dashboard until interrupted; ``ready`` is called once it accepts connections."""
-    web.run_app(
+    """Run the dashboard until interrupted (``banner``: printed once it accepts connections)."""
+    run_until_interrupted(
         make_app(tracker, poll_interval=poll_interval),
         host=host,
         port=port,
-        print=None if ready is None else lambda _banner: ready(),
+        banner=banner,
         shutdown_timeout=2.0,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,6 +26,7 @@ from fl_client.chain import read_round
 from fl_client.errors import ChainError, UpdateRefusedError
 from fl_client.relay.core import Relay
 from fl_client.relay.wire import from_json, words_to_hex
+from fl_client.serving import run_until_interrupted
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +128,9 @@ def serve(
     host: str = "127.0.0.1",
     port: int,
     poll_interval: float = 0.5,
-    ready: Callable[[], None] | None = None,
+    banner: str | None = None,
 ) -> None:
-    """Run the relay until interrupted; ``ready`` is called once it accepts connections (so that
-    a URL printed there answers at once)."""
-    web.run_app(
-        make_app(relay, poll_interval=poll_interval),
-        host=host,
-        port=port,
-        print=None if ready is None else lambda _banner: ready(),
+    """Run the relay until interrupted (``banner``: printed once it accepts connections)."""
+    run_until_interrupted(
+        make_app(relay, poll_interval=poll_interval), host=host, port=port, banner=banner
     )
