@@ -71,6 +71,7 @@ from bench.incentives import (
     Sybil,
     evaluate,
     exact_l1,
+    last_three_gap,
     make_context,
     members_for,
     warm_up,
@@ -466,13 +467,6 @@ def summarize(result: dict[str, Any], rule: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the grid and the report
 
 
-def last_three(result: dict[str, Any], clean: dict[str, Any]) -> float:
-    """The mean accuracy of the last three rounds against the clean run's, in pp (a final
-    accuracy moves by about a point from round to round on Dirichlet shards)."""
-    mine, theirs = result["accuracy_by_round"][-3:], clean["accuracy_by_round"][-3:]
-    return round(float(statistics.mean(mine)) - float(statistics.mean(theirs)), 2)
-
-
 def partition_report(
     partition: str, settings: Incentives, *, rounds: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -511,7 +505,13 @@ def partition_report(
                             "rule": rule,
                             "accuracy": accuracy,
                             "vs_clean_pp": delta,
-                            "vs_clean_last_3_pp": last_three(result, clean[aggregator]),
+                            "vs_clean_last_3_pp": round(
+                                last_three_gap(
+                                    result["accuracy_by_round"],
+                                    clean[aggregator]["accuracy_by_round"],
+                                ),
+                                2,
+                            ),
                             "accuracy_by_round": result["accuracy_by_round"],
                             **summary,
                         }

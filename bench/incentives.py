@@ -967,13 +967,12 @@ def accuracy_gap_pp(final: float, clean: float) -> float:
     return round(100 * (final - clean), 6)
 
 
-def last_three_gap_pp(record: RunRecord, clean: RunRecord) -> float:
-    """The mean accuracy of the last three rounds less the clean run's, in pp: the final round
-    alone swings by about a point on Dirichlet shards, so this tells a lasting cost from a bad
-    last round (reported beside the bar, which reads the final accuracy as the issue does)."""
-    mine = [r.accuracy for r in record.rounds[-3:]]
-    theirs = [r.accuracy for r in clean.rounds[-3:]]
-    return round(100 * (sum(mine) / len(mine) - sum(theirs) / len(theirs)), 2)
+def last_three_gap(mine: Sequence[float], clean: Sequence[float]) -> float:
+    """The mean accuracy of the last three rounds of ``mine`` less ``clean``'s, in their unit: the
+    final round alone swings by about a point on Dirichlet shards, so this tells a lasting cost
+    from a bad last round (reported beside the bar, which reads the final accuracy as the issue
+    does)."""
+    return statistics.mean(mine[-3:]) - statistics.mean(clean[-3:])
 
 
 def attack_summary(record: RunRecord, clean: RunRecord) -> dict[str, Any]:
@@ -999,7 +998,13 @@ def attack_summary(record: RunRecord, clean: RunRecord) -> dict[str, Any]:
         "final_accuracy": record.final_accuracy,
         "clean_final_accuracy": clean.final_accuracy,
         "accuracy_gap_pp": round(gap, 2),
-        "last_three_gap_pp": last_three_gap_pp(record, clean),
+        "last_three_gap_pp": round(
+            100
+            * last_three_gap(
+                [r.accuracy for r in record.rounds], [r.accuracy for r in clean.rounds]
+            ),
+            2,
+        ),
         "reward_bar": reward_bar,
         "accuracy_bar": abs(gap) <= BAR_PP,
         "bar": reward_bar and abs(gap) <= BAR_PP,
