@@ -290,6 +290,9 @@ def close(
 
 # ---------------------------------------------------------------- two workers (pytest-xdist)
 
+# Modules that start subprocesses or time out on a node without the anvil marker on every test.
+PROCESS_MODULES = frozenset({"test_cli.py", "test_runner.py", "test_participant.py"})
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under ``-n 2 --dist loadgroup`` (tools/test.sh), every test that starts a node or other
@@ -300,7 +303,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         path = item.path.name
         group = "processes" if item.get_closest_marker("anvil") or path in PROCESS_MODULES else path
         item.add_marker(pytest.mark.xdist_group(group))
-
-
-# Modules that start subprocesses or time out on a node without the anvil marker on every test.
-PROCESS_MODULES = frozenset({"test_cli.py", "test_runner.py", "test_participant.py"})
