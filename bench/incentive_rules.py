@@ -36,6 +36,8 @@ them, as :mod:`bench.incentives`'s copycat does on the chain), ``predictor``: a 
 that sends the global model moved along the last global step, scaled to an honest update's size (a free rider that passes the guard by a margin and
 bets that the step goes on), and ``sybils_noisy``: the three Sybils each add their own Gaussian
 noise of an honest update's size to the shared push (the Sybils' answer to a similarity rule).
+``absent_N`` (not in the grid; :mod:`bench.incentive_seeds`'s baseline) leaves the first ``N``
+seats empty: the honest clients alone, the rounds closing without the attacker's seats.
 
 Per round after the first, an attacker that is paid and scores at least as well as *every*
 honest client earns at least as much as each of them under any tier ladder (tiers are monotone
@@ -277,7 +279,14 @@ def members(
     board: PublicBoard,
 ) -> tuple[list[Any], list[str]]:
     """The ten trainers and their roles (``sybils_noisy``: the Sybils with their own noise;
-    ``predictor``: :class:`Predictor` in the free rider's place)."""
+    ``predictor``: :class:`Predictor` in the free rider's place; ``absent_N``: the first ``N``
+    seats empty, role ``absent``: :func:`run` neither trains nor counts them)."""
+    if strategy.startswith("absent_"):  # the first seats left empty: the honest clients alone
+        trainers, roles = members_for(
+            ctx, "honest", guard=settings.min_reward_distance, size=size, board=board
+        )
+        empty = int(strategy.removeprefix("absent_"))
+        return trainers, ["absent"] * empty + roles[empty:]
     base = {"sybils_noisy": "sybils", "predictor": "free_rider", "copycat_paid": "copycat"}.get(
         strategy, strategy
     )
@@ -347,11 +356,16 @@ def run(
     records = []
     for number in range(1, rounds + 1):
         weights = dequantize(model, fmt)
+        present = [role != "absent" for role in roles]
         updates = [
-            quantize(t.fit(weights, round_number=number).weights, fmt).values for t in trainers
+            quantize(t.fit(weights, round_number=number).weights, fmt).values if here else model
+            for t, here in zip(trainers, present, strict=True)
         ]
         samples = [int(t.num_samples) for t in trainers]
-        keep = [counted(settings, model, last_step, u) for u in updates]
+        keep = [
+            here and counted(settings, model, last_step, u)
+            for u, here in zip(updates, present, strict=True)
+        ]
         kept = [i for i in range(CLIENTS) if keep[i]]
         if aggregator == "trimmed_guarded":  # the free-rider guard also leaves it out of the mean
             kept = [i for i in kept if l1(updates[i], model) >= settings.min_reward_distance]
