@@ -423,7 +423,7 @@ def run(
         if settings.max_drift and settings.drift_window and number % settings.drift_window == 0:
             checkpoint = new.copy()
         step = step_signs(model, new)
-        last_step = step if np.any(step) else last_step
+        last_step = step if np.any(step) else None  # moved nothing: the guard is disarmed
         model = new
         by_round.append(round(100 * evaluate(ctx, model), 2))
     return {

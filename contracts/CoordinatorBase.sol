@@ -110,6 +110,8 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     int256 internal constant ALIGNMENT_OFF = -10_000;
     // Entry flags and the aggregate distance (see `_entries`).
     uint256 internal constant ENTRY_RELAYED = 1 << 192;
+    uint256 internal constant STEP_ARMED = 1; // `_stepFlags`
+    uint256 internal constant STEP_MOVING = 2;
     uint256 internal constant ENTRY_DROPPED = 1 << 193;
     uint256 internal constant ENTRY_FREE_RIDER = 1 << 194;
     uint256 internal constant ENTRY_DISTANCE_SHIFT = 195;
@@ -193,6 +195,13 @@ abstract contract CoordinatorBase is CoordinatorTypes {
     /// far as its segments are closed. The close of the last segment reads it and sets it back to
     /// 0 (a round that started closing always finishes: `finalize` refuses it).
     uint256 internal _roundStep;
+    /// The direction guard's record (guard on): `STEP_ARMED` while the global model's last step
+    /// moved a weight, so that updates are measured against it; `STEP_MOVING` once a close of the
+    /// open round has moved a weight. A round that ends without moving one (nothing counted, a
+    /// step of zero, or no model at all) disarms the guard for the next round, so that a round
+    /// whose step left (nearly) every weight alone cannot leave every later update "against" it
+    /// and the model frozen for good.
+    uint256 internal _stepFlags;
 
     // ---------------------------------------------------------------- guards
 
@@ -370,8 +379,8 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         if (firstWord + count == _config.numWords) _checkPadding(_calldataWord(data, count - 1));
         progress.distance +=
             _config.distance == Distance.SquaredL2 ? PackedVectors.measureSquaredL2(data, count, m.model) : l1;
-        // Round 1 has no step to compare with (version 0 is the initial model): nothing to split.
-        if (_directionGuard() && _modelVersion > 0) {
+        // No step to compare with (round 1, or the last round moved nothing): nothing to split.
+        if (_directionGuard() && _stepFlags & STEP_ARMED != 0) {
             uint256 model = m.model;
             uint256 along = 0;
             uint256 against = 0;
@@ -628,6 +637,7 @@ abstract contract CoordinatorBase is CoordinatorTypes {
         uint256 version = _modelVersion + 1;
         _modelVersion = version;
         _modelHash = modelHash;
+        _settleStepFlags(_stepFlags & STEP_MOVING != 0);
         _forfeitBonds(state.number);
         emit RoundClosed(state.number, version, modelHash, counted);
         _open(state.number + 1);
@@ -635,9 +645,16 @@ abstract contract CoordinatorBase is CoordinatorTypes {
 
     /// Ends the round without a new model and opens the next one.
     function _abandon(RoundState memory state) internal {
+        _settleStepFlags(false);
         _forfeitBonds(state.number);
         emit RoundAbandoned(state.number, state.entries);
         _open(state.number + 1);
+    }
+
+    /// The guard is armed for the next round if and only if this round's step moved a weight.
+    function _settleStepFlags(bool moved) private {
+        uint256 next = moved ? STEP_ARMED : 0;
+        if (_stepFlags != next) _stepFlags = next;
     }
 
     /// CommitReveal: commits close, reveals are taken for `revealDuration`.

@@ -256,7 +256,12 @@ contract ClosingUnit is CoordinatorBase {
         RewardReference rule = _config.rewardReference;
         if (rule != RewardReference.Current) _measureToNext(c, out);
         if (rule == RewardReference.Progress) _roundStep += _measureStep(c, out);
-        uint256 directions = _directionGuard() ? _directions(c.model, out, c.count) : 0;
+        uint256 directions = 0;
+        if (_directionGuard()) {
+            bool moved;
+            (directions, moved) = _directions(c.model, out, c.count);
+            if (moved && _stepFlags & STEP_MOVING == 0) _stepFlags |= STEP_MOVING;
+        }
         wordsHash = _writeChunk(segment, current ^ 1, out, c.count, directions);
     }
 
@@ -365,8 +370,13 @@ contract ClosingUnit is CoordinatorBase {
     }
 
     /// The direction entries of the step from the words at memory `before` to those at `next`
-    /// (eight 32-bit entries a word, `PackedVectors.stepSigns`); returns a memory pointer.
-    function _directions(uint256 before, uint256 next, uint256 count) private pure returns (uint256 pointer) {
+    /// (eight 32-bit entries a word, `PackedVectors.stepSigns`); returns a memory pointer, and
+    /// whether the step moved any weight.
+    function _directions(uint256 before, uint256 next, uint256 count)
+        private
+        pure
+        returns (uint256 pointer, bool moved)
+    {
         uint256[] memory entries = new uint256[]((count + 7) / 8);
         for (uint256 j = 0; j < count; ++j) {
             uint256 a;
@@ -375,6 +385,7 @@ contract ClosingUnit is CoordinatorBase {
                 a := mload(add(before, shl(5, j)))
                 b := mload(add(next, shl(5, j)))
             }
+            if (a != b) moved = true;
             entries[j >> 3] |= PackedVectors.stepSigns(a, b) << ((j & 7) << 5);
         }
         assembly ("memory-safe") {
