@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hexbytes import HexBytes
 from web3.contract import Contract
@@ -191,10 +192,10 @@ def submitted_words(
         hashes.extend(bytes(log["transactionHash"]) for log in logs)
     parts: dict[int, list[int]] = {}
     for tx_hash in dict.fromkeys(hashes):
-        tx = chain.w3.eth.get_transaction(HexBytes(tx_hash))
-        function, args = contract.decode_function_input(tx["input"])
-        if function.fn_name in ("submit", "reveal", "submitMasked"):
-            parts[int(args["firstSegment"])] = [int(w) for w in args["words"]]
+        for data in coordinator_calls(chain, contract, HexBytes(tx_hash)):
+            function, args = contract.decode_function_input(data)
+            if function.fn_name in ("submit", "reveal", "submitMasked"):
+                parts[int(args["firstSegment"])] = [int(w) for w in args["words"]]
     words = [w for first in sorted(parts) for w in parts[first]]
     if len(words) != total:
         raise ChainError(
@@ -209,6 +210,51 @@ def submitted_words(
                 f"{segment}'s hash (a transaction of another round?)"
             )
     return words
+
+
+def coordinator_calls(chain: Chain, contract: Contract, tx_hash: HexBytes) -> list[HexBytes]:
+    """The inputs of the calls transaction ``tx_hash`` made to ``contract``: its own input when
+    it was sent to it, else (a submission through a smart wallet or a forwarder) the calls to
+    it found in the node's call trace (``debug_traceTransaction`` with ``callTracer``: anvil,
+    geth and most clients with the debug API).
+
+    Raises
+    ------
+    ChainError
+        The transaction went through another contract and the node cannot trace it.
+    """
+    tx = chain.w3.eth.get_transaction(tx_hash)
+    target = contract.address.lower()
+    if str(tx["to"] or "").lower() == target:
+        return [HexBytes(tx["input"])]
+    answer: Any
+    try:
+        answer = chain.w3.provider.make_request(
+            "debug_traceTransaction",  # type: ignore[arg-type]
+            [tx_hash.to_0x_hex(), {"tracer": "callTracer"}],
+        )
+    except Exception as error:  # the provider refuses a method it does not know
+        answer = {"error": str(error)}
+    trace = answer.get("result") if isinstance(answer, dict) else None
+    if not isinstance(trace, dict):
+        why = answer.get("error") if isinstance(answer, dict) else answer
+        raise ChainError(
+            f"transaction {tx_hash.to_0x_hex()} reached the coordinator through another contract "
+            f"({tx['to']}), so its words are not in its input, and this node cannot trace calls "
+            f"(debug_traceTransaction: {why}): close with a node that traces calls, or submit "
+            "from an account"
+        )
+    found: list[HexBytes] = []
+    pending: list[dict[str, Any]] = [trace]
+    while pending:
+        call = pending.pop(0)
+        # A call that reverted left nothing on the chain: its words are not the submission's.
+        if "error" in call:
+            continue
+        if str(call.get("to", "")).lower() == target and call.get("type") == "CALL":
+            found.append(HexBytes(call.get("input", "0x")))
+        pending.extend(call.get("calls") or [])
+    return found
 
 
 class MaskedRoundCloser:
