@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.common import machine
+from bench.common import machine, write_json
 from bench.incentives import (
     CLIENTS,
     DATASET,
@@ -648,10 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     report["verdict"] = verdict(report["partitions"])
     report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "incentive_rules.json").write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"
-    )
+    write_json("incentive_rules", report, args.out / "incentive_rules.json")
     text = markdown(report)
     (args.out / "incentive_rules.md").write_text(text, encoding="utf-8")
     print(text)

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from bench.common import machine
+from bench.common import machine, write_json
 from bench.incentive_rules import l1, run, settings_from_report, summarize, tier_reward
 from bench.incentives import (
     CLIENTS,
@@ -404,10 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": rows,
     }
     report["seconds"] = round(time.perf_counter() - started, 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "incentive_seeds.json").write_text(
-        json.dumps(report, indent=2) + "\n", encoding="utf-8"
-    )
+    write_json("incentive_seeds", report, args.out / "incentive_seeds.json")
     text = markdown(report)
     (args.out / "incentive_seeds.md").write_text(text, encoding="utf-8")
     print(text)

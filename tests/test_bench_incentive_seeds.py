@@ -15,21 +15,10 @@ import pytest
 
 from bench import incentive_rules as rules
 from bench import incentive_seeds as seeds
-from bench.incentives import Incentives, calibrate, make_context, warm_up
+from bench.incentives import calibrate, make_context, warm_up
 from fl_client.aggregation import trimmed_average
 from fl_client.config import load_config
-
-SETTINGS = Incentives(
-    tier_thresholds=(1,),
-    tier_rewards=(1,),
-    min_reward_distance=0,
-    max_counted_distance=0,
-    min_alignment_bps=0,
-    max_share_bps=1000,
-    max_step=0,
-    max_drift=0,
-    drift_window=0,
-)
+from tests.test_bench_incentive_rules import SETTINGS  # one ladder, no guards or bounds
 
 
 def row(seed: int, strategy: str, vs_ten: float, vs_alone: float, **extra: Any) -> dict[str, Any]:
