@@ -1,6 +1,6 @@
 """The incentive bar across data splits, and against the honest clients alone, offline.
 
-Run: ``.venv/bin/python -m bench.incentive_seeds`` (about 14 minutes on 2 cores; ``--quick``:
+Run: ``.venv/bin/python -m bench.incentive_seeds`` (about 15 minutes on 2 cores; ``--quick``:
 IID, the trimmed mean and seeds 0 and 1 for 5 rounds; ``--render``: the Markdown again from the
 recorded JSON). Writes ``bench/results/incentive_seeds.json`` and ``.md``.
 
