@@ -88,7 +88,7 @@ from bench.common import (
     machine_note,
     write_json,
 )
-from fl_client.aggregation import directional_l1, step_signs
+from fl_client.aggregation import directional_l1, guard_step
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
 from fl_client.client_secret import simulation_secret
 from fl_client.codec import dequantize, encode, unpack
@@ -403,8 +403,7 @@ def run_federation(
                 else int(np.count_nonzero(step == 0)),
             }
         )
-        # A round that moved nothing disarms the contract's guard: no step to measure against.
-        step = None if np.array_equal(after, before) else step_signs(before, after)
+        step = guard_step(before, after)
         models.append(after)
     if read_round(contract).number != rounds + 1:
         raise ChainError("the run ended with the wrong round open")

@@ -84,11 +84,11 @@ from fl_client.aggregation import (
     capped_weights,
     clamp_step,
     directional_l1,
+    guard_step,
     integer_average,
     reward_tier,
     rounded_div,
     shortfall_bps,
-    step_signs,
     trim_cut,
     trimmed_average,
 )
@@ -321,10 +321,10 @@ def counted(
     settings: Incentives, current: np.ndarray, last_step: np.ndarray | None, update: np.ndarray
 ) -> bool:
     """The contract's guards that leave an update out: the distance bound and the direction
-    guard (no step yet: every update)."""
+    guard (no step yet, or the last round moved nothing: every update)."""
     if settings.max_counted_distance and l1(update, current) > settings.max_counted_distance:
         return False
-    if last_step is None or not np.any(last_step):
+    if last_step is None:
         return True
     along, against = directional_l1(current, update, last_step)
     return aligned(along, against, settings.min_alignment_bps)
@@ -422,8 +422,7 @@ def run(
         records.append({"round": number, "roles": roles, "scores": scores, "counted": keep})
         if settings.max_drift and settings.drift_window and number % settings.drift_window == 0:
             checkpoint = new.copy()
-        step = step_signs(model, new)
-        last_step = step if np.any(step) else None  # moved nothing: the guard is disarmed
+        last_step = guard_step(model, new)
         model = new
         by_round.append(round(100 * evaluate(ctx, model), 2))
     return {

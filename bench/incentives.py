@@ -77,9 +77,9 @@ from bench.common import anvil_node, machine
 from fl_client.aggregation import (
     capped_weights,
     directional_l1,
+    guard_step,
     integer_average,
     shortfall_bps,
-    step_signs,
     trimmed_average,
 )
 from fl_client.chain import Chain, DeployParams, connect, deploy, read_model_words, read_round
@@ -816,8 +816,7 @@ def _run_on(
                 for o in outcomes
                 if roles[o.client_id] == "honest"
             ]
-        # A round that moved nothing disarms the contract's guard: no step to measure against.
-        step = None if np.array_equal(after, before) else step_signs(before, after)
+        step = guard_step(before, after)
         models.append(after)
     if read_round(contract).number != rounds + 1:
         raise ChainError("the run ended with the wrong round open")

@@ -101,6 +101,14 @@ def step_signs(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     return np.sign(after.astype(np.int64) - before.astype(np.int64))
 
 
+def guard_step(before: np.ndarray, after: np.ndarray) -> np.ndarray | None:
+    """The step the contract's direction guard measures the next round's updates against
+    (:func:`step_signs`), or ``None`` when the round moved no weight: such a round disarms the
+    guard, and the next one counts every update as round 1 does."""
+    step = step_signs(before, after)
+    return step if np.any(step) else None
+
+
 def directional_l1(model: np.ndarray, update: np.ndarray, step: np.ndarray) -> tuple[int, int]:
     """The L1 distance from ``model`` to ``update`` split by the last global step ``step``
     (:func:`step_signs`): ``(along, against)``, the weights moved the way the step moved them,

@@ -16,6 +16,7 @@ from fl_client.aggregation import (
     aligned,
     directional_l1,
     distance,
+    guard_step,
     integer_average,
     reward_tier,
     rounded_div,
@@ -246,3 +247,11 @@ def test_vector_hash_and_segment_hashes_match_the_contract(
         for s in range(int(contract.functions.numSegments().call()))
     ]
     assert stored == segment_hashes(pack(update), per_segment)
+
+
+def test_a_round_that_moved_nothing_leaves_the_guard_no_step() -> None:
+    before = np.array([0, 0, 0, 5])
+    assert guard_step(before, before.copy()) is None  # the contract disarms the guard
+    step = guard_step(before, np.array([0, 1, 0, 5]))  # one weight moved: armed, sparse
+    assert step is not None
+    assert step.tolist() == [0, 1, 0, 0]
