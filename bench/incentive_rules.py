@@ -36,6 +36,9 @@ them, as :mod:`bench.incentives`'s copycat does on the chain), ``predictor``: a 
 that sends the global model moved along the last global step, scaled to an honest update's size (a free rider that passes the guard by a margin and
 bets that the step goes on), and ``sybils_noisy``: the three Sybils each add their own Gaussian
 noise of an honest update's size to the shared push (the Sybils' answer to a similarity rule).
+``copycat_masked`` (not in this grid; :mod:`bench.incentive_seeds` plays it) is the paid
+copycat's answer to a near-copy detector: its copy moved along the last step by the distance
+the typical honest update was seen to lie from the round before its own (:class:`MaskedCopycat`).
 ``absent_N`` (not in the grid; :mod:`bench.incentive_seeds`'s baseline) leaves the first ``N``
 seats empty: the honest clients alone, the rounds closing without the attacker's seats.
 
@@ -252,12 +255,61 @@ class Predictor(CraftedUpdate):
         if self.previous is None or not np.any(current != self.previous):
             return current.copy()
         rng = np.random.default_rng([0x9E, round_number])
-        step = (current - self.previous).astype(np.float64)
-        moved = np.flatnonzero(step)
-        move = np.zeros(current.size, dtype=np.int64)
-        # Only weights the step moved: a move elsewhere would count against it at the guard.
-        move[moved] = exact_l1(step[moved], self.size(round_number), rng)
+        move = along_last_step(current, self.previous, self.size(round_number), rng)
         return within_range(current, move, self.fmt.max_abs)
+
+
+def along_last_step(
+    current: np.ndarray, previous: np.ndarray, size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """A move of L1 ``size`` along the last global step (``previous`` to ``current``), on the
+    weights that step moved only: a move elsewhere would count against it at the direction
+    guard."""
+    step = (current - previous).astype(np.float64)
+    moved = np.flatnonzero(step)
+    move = np.zeros(current.size, dtype=np.int64)
+    move[moved] = exact_l1(step[moved], size, rng)
+    return move
+
+
+def nearest_distance(update: np.ndarray, others: Sequence[np.ndarray]) -> int:
+    """L1 distance from ``update`` to the nearest of ``others``: what a near-copy detector would
+    compare with its threshold (``others``: the updates revealed the round before)."""
+    return min(l1(update, other) for other in others)
+
+
+class MaskedCopycat(CraftedUpdate):
+    """The paid copycat's answer to a near-copy detector (a rule that refuses an update within
+    some distance of one revealed the round before): the copy moved along the last global step,
+    on the weights that step moved (as :class:`Predictor` moves), by as much as the typical
+    honest update was seen to lie from the round before its own. That is public in commit-reveal
+    mode: the median (low) of the distances from each update revealed last round to the nearest
+    one of the round before (round 2: of the distances between two of round 1's). A detector
+    that refused it would refuse about half the honest clients of the round before. Round 1: the
+    model, as the copycat sends it."""
+
+    def __init__(self, *, copycat: CraftedUpdate, board: PublicBoard, **common: Any) -> None:
+        super().__init__(**common)
+        self.copycat = copycat
+        self.board = board
+
+    def margin(self, round_number: int) -> int:
+        """The public distance the mask moves the copy by in ``round_number`` (0: none known)."""
+        last = [u for _, u in self.board.revealed.get(round_number - 1, [])]
+        before = [u for _, u in self.board.revealed.get(round_number - 2, [])]
+        if before:
+            distances = [nearest_distance(u, before) for u in last]
+        else:
+            distances = [l1(a, b) for i, a in enumerate(last) for b in last[i + 1 :]]
+        return statistics.median_low(distances) if distances else 0
+
+    def craft(self, current: np.ndarray, round_number: int) -> np.ndarray:
+        copy = self.copycat.craft(current, round_number)
+        if self.previous is None or not np.any(current != self.previous):
+            return copy
+        rng = np.random.default_rng([0x3A, round_number])
+        mask = along_last_step(current, self.previous, self.margin(round_number), rng)
+        return within_range(current, copy - current + mask, self.fmt.max_abs)
 
 
 # ---------------------------------------------------------------- a run
@@ -287,9 +339,12 @@ def members(
         )
         empty = int(strategy.removeprefix("absent_"))
         return trainers, ["absent"] * empty + roles[empty:]
-    base = {"sybils_noisy": "sybils", "predictor": "free_rider", "copycat_paid": "copycat"}.get(
-        strategy, strategy
-    )
+    base = {
+        "sybils_noisy": "sybils",
+        "predictor": "free_rider",
+        "copycat_paid": "copycat",
+        "copycat_masked": "copycat",
+    }.get(strategy, strategy)
     trainers, roles = members_for(
         ctx, base, guard=settings.min_reward_distance, size=size, board=board
     )
@@ -306,6 +361,17 @@ def members(
             )
             roles[i] = strategy
     if strategy == "copycat_paid":
+        roles[0] = strategy
+    if strategy == "copycat_masked":
+        copy = trainers[0]
+        assert isinstance(copy, CraftedUpdate)
+        trainers[0] = MaskedCopycat(
+            copycat=copy,
+            board=board,
+            fmt=copy.fmt,
+            num_weights=copy.num_weights,
+            sample_count=copy.num_samples,
+        )
         roles[0] = strategy
     if strategy == "predictor":
         rider = trainers[0]
@@ -408,7 +474,7 @@ def run(
             ]
             for rule in RULES
         }
-        if strategy == "copycat_paid":
+        if strategy in ("copycat_paid", "copycat_masked"):
             board.revealed[number] = [
                 (tier_reward(settings, board_rule, model, new, u) if paid[i] else 0, u)
                 for i, u in enumerate(updates)

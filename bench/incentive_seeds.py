@@ -21,7 +21,9 @@ final accuracy with
 
 It also records, per seed, the rounds after the first in which the attacker was paid and scored
 at least as well as every honest client under the ``progress`` rule (the rewards half of the
-bar). Each seed's guards, tiers and bounds are calibrated on its own pilot (ten honest clients,
+bar), and how a detector of near copies would see each attacker (:func:`near_copy_ratios`; the
+``copycat_masked`` strategy, :class:`bench.incentive_rules.MaskedCopycat`, is the copycat's
+answer to such a detector). Each seed's guards, tiers and bounds are calibrated on its own pilot (ten honest clients,
 :func:`offline_pilot`) by :func:`bench.incentives.calibrate`, as ``bench.incentives`` calibrates
 each partition (``--fixed-settings``: the settings of a ``bench.incentives`` JSON for every seed).
 """
@@ -29,6 +31,7 @@ each partition (``--fixed-settings``: the settings of a ``bench.incentives`` JSO
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -41,7 +44,14 @@ from typing import Any
 import torch
 
 from bench.common import machine, write_json
-from bench.incentive_rules import l1, run, settings_from_report, summarize, tier_reward
+from bench.incentive_rules import (
+    l1,
+    nearest_distance,
+    run,
+    settings_from_report,
+    summarize,
+    tier_reward,
+)
 from bench.incentives import (
     CLIENTS,
     DATASET,
@@ -77,6 +87,7 @@ STRATEGIES = (
     "sybils_noisy",
     "copycat",
     "copycat_paid",
+    "copycat_masked",
 )
 RULE = "progress"  # the recommended rule: the copycat copies what it pays best
 BAR_PP = 1.0
@@ -101,6 +112,43 @@ def paid_rewards(
             ]
         )
     return rewards
+
+
+def near_copy_ratios(roles: Sequence[str], trace: Sequence[Any]) -> dict[str, float | None]:
+    """How a detector of near copies (a rule that refuses an update within some L1 distance of
+    one revealed the round before) would see the attacker, in the rounds after the first:
+
+    - ``fixed``: the attacker seats' smallest distance to an update of the round before, over
+      the honest clients' smallest, each over the whole run. Below 1, a fixed threshold between
+      the two refuses the attacker in some round and no honest client in any; at or above 1,
+      every fixed threshold that refuses it once refuses an honest client too.
+    - ``by_round``: the lowest of the same ratio taken round by round (below 1, a threshold set
+      for that round alone, between the two, would refuse it then).
+
+    ``None`` for both: no attacker."""
+    present = [i for i, role in enumerate(roles) if role != "absent"]
+    attackers = [i for i in present if roles[i] != "honest"]
+    if not attackers:
+        return {"fixed": None, "by_round": None}
+    pairs = []
+    for (_, before, _, _), (_, updates, _, _) in itertools.pairwise(trace):
+        others = [before[i] for i in present]
+        nearest = {i: nearest_distance(updates[i], others) for i in present}
+        pairs.append(
+            (
+                min(nearest[i] for i in attackers),
+                min(nearest[i] for i in present if roles[i] == "honest"),
+            )
+        )
+    if not pairs:
+        return {"fixed": None, "by_round": None}
+    honest = min(h for _, h in pairs)
+    # An honest client that resubmitted an earlier update exactly: no threshold separates anyone.
+    by_round = [a / h for a, h in pairs if h]
+    return {
+        "fixed": round(min(a for a, _ in pairs) / honest, 3) if honest else None,
+        "by_round": round(min(by_round), 3) if by_round else None,
+    }
 
 
 def reward_bar(result: dict[str, Any]) -> dict[str, Any]:
@@ -192,6 +240,7 @@ def seed_report(
             ctx, strategy, aggregator, RULE, settings, rounds=rounds, size=size, trace=trace
         )
         result["rewards"] = paid_rewards(settings, result, trace)
+        result["near_copy"] = near_copy_ratios(result["rounds"][0]["roles"], trace)
         return result
 
     clean_mean = play("honest", "mean", lambda number: 0)
@@ -225,6 +274,8 @@ def seed_report(
                     last_three_gap(result["accuracy_by_round"], base["accuracy_by_round"]), 2
                 ),
                 "beats_all": summarize(result, RULE)["beats_all"],
+                "near_copy_fixed": result["near_copy"]["fixed"],
+                "near_copy_by_round": result["near_copy"]["by_round"],
                 **reward_bar(result),
             }
             rows.append(row)
@@ -267,6 +318,8 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "worst_relative_reward_after_round_1": _highest(
                     r["worst_relative_reward_after_round_1"] for r in group
                 ),
+                "lowest_near_copy_fixed": _lowest(r["near_copy_fixed"] for r in group),
+                "lowest_near_copy_by_round": _lowest(r["near_copy_by_round"] for r in group),
             }
         )
     return out
@@ -294,13 +347,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"attacker was paid and scored at least as well as every honest client under `{RULE}`. "
         "*Relative reward*: the attacker's mean reward over the honest clients' (the `progress` "
         "tiers as calibrated), the largest over the seeds, in total and in the worst round "
-        "after the first; the reward bar fails where either is not below 1.",
+        "after the first; the reward bar fails where either is not below 1. *Near copy*: how a "
+        "detector of near copies (a threshold on the L1 distance to the nearest update of the "
+        "round before) would see the attacker, the lowest over the seeds: its smallest distance "
+        "over the honest clients' smallest, over the rounds after the first (*fixed*: below "
+        "1, a fixed threshold refuses it in some round and no honest client in any; at or above "
+        "1, none does) and round by round (*by round*: the lowest ratio of a single round).",
         "",
         "| partition | aggregator | strategy | seeds > 1 pp below ten | worst / mean vs ten "
         "(pp) | seeds > 1 pp below alone | worst / mean vs alone (pp) | worst last 3 rounds "
         "vs alone (pp) | outscores all | relative reward: total / worst round | reward bar "
-        "fails |",
-        "|---|---|---|---|---:|---|---:|---:|---|---:|---|",
+        "fails | near copy: fixed / by round |",
+        "|---|---|---|---|---:|---|---:|---:|---|---:|---|---:|",
     ]
     for s in report["summary"]:
         lines.append(
@@ -310,7 +368,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{s['mean_vs_alone_pp']:+} | {s['worst_vs_alone_last_3_pp']:+} | "
             f"{_seeds(s['outscores_all'])} | {_reward(s['worst_relative_reward_total'])} / "
             f"{_reward(s['worst_relative_reward_after_round_1'])} | "
-            f"{_seeds(s['reward_bar_fails'])} |"
+            f"{_seeds(s['reward_bar_fails'])} | {_reward(s['lowest_near_copy_fixed'])} / "
+            f"{_reward(s['lowest_near_copy_by_round'])} |"
         )
     lines += [
         "",
@@ -337,6 +396,11 @@ def _highest(values: Iterable[float | str | None]) -> float | str | None:
     nobody was)."""
     present = [math.inf if v == "inf" else float(v) for v in values if v is not None]
     return _finite(max(present)) if present else None
+
+
+def _lowest(values: Iterable[float | None]) -> float | None:
+    """The lowest of per-seed ratios (``None``: none recorded)."""
+    return min((v for v in values if v is not None), default=None)
 
 
 def _reward(value: float | str | None) -> str:

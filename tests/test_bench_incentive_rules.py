@@ -1,8 +1,9 @@
 """The offline rule exploration (bench/incentive_rules.py): the progress score at its ends, the
 robust averages (the winsorized mean too), the tier rewards the paid copycat reads and
 FoolsGold's weights on small vectors, the guards it copies from the contract, the summary of a
-run (the bar's "outscores every honest client" at exactly a tie), and two rounds of a real run
-(MNIST 5k, IID) whose mean equals the contract's reference."""
+run (the bar's "outscores every honest client" at exactly a tie), the predictor's and the masked
+copycat's crafted updates, and two rounds of a real run (MNIST 5k, IID) whose mean equals the
+contract's reference."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ import numpy as np
 import pytest
 
 from bench import incentive_rules as rules
-from bench.incentives import Incentives, Sybil, make_context, push_direction, warm_up
+from bench.incentives import (
+    Copycat,
+    Incentives,
+    PublicBoard,
+    Sybil,
+    make_context,
+    push_direction,
+    warm_up,
+)
 from fl_client.aggregation import capped_weights, integer_average, trimmed_average
 from fl_client.codec import quantize
 from fl_client.config import FixedPointFormat, load_config
@@ -257,3 +266,32 @@ def test_predictor_moves_along_the_last_step_by_an_honest_size_and_stays_put_in_
     assert move[1] < 0
     assert move[2] == 0
     assert move[3] > 0
+
+
+def test_masked_copycat_moves_the_copy_along_the_last_step_by_the_public_median_distance() -> None:
+    # Prepare: two rounds revealed, the copied update is round 2's best paid.
+    board = PublicBoard()
+    round_1 = [np.array([10, 0, 0, 0]), np.array([0, 10, 0, 0]), np.array([0, 0, 0, 4])]
+    board.revealed[1] = [(5, round_1[0]), (3, round_1[1]), (1, round_1[2])]
+    best = np.array([12, 1, 0, 0])
+    board.revealed[2] = [(7, best), (2, np.array([0, 30, 0, 0])), (2, np.array([0, 0, 7, 0]))]
+    copycat = Copycat(board=board, fmt=FMT, num_weights=4, sample_count=10)
+    masked = rules.MaskedCopycat(
+        copycat=copycat, board=board, fmt=FMT, num_weights=4, sample_count=10
+    )
+    first = np.array([0, 0, 0, 0], dtype=np.int64)
+    second = np.array([3, -2, 0, 0], dtype=np.int64)
+    # Execute / Assert: round 1, nothing public: the model as it is
+    assert np.array_equal(masked.fit(first / 1024, round_number=1).weights, first / 1024)
+    # Round 2 knows one round: the distances between two of round 1's are 20, 14 and 14.
+    assert masked.margin(2) == 14
+    # Round 3: round 2's updates lie 3, 20 and 11 from the nearest of round 1's.
+    assert masked.margin(3) == 11
+    sent = quantize(masked.fit(second / 1024, round_number=3).weights, FMT).values
+    move = sent - best
+    assert int(np.abs(move).sum()) == 11
+    # Along the last step (`second - first`), on the weights it moved only.
+    assert move[0] >= 0
+    assert move[1] <= 0
+    assert move[2] == move[3] == 0
+    assert rules.nearest_distance(sent, [u for _, u in board.revealed[2]]) == 11

@@ -1,7 +1,7 @@
 """The incentive bar across data splits (bench/incentive_seeds.py): the attacker's seats left
-empty for the honest-alone baseline, the seats each strategy takes, the summary's bar at exactly
-1 pp, a short real run (MNIST 5k, IID, two rounds) whose gaps are its own accuracies'
-differences, and seed 0 replaying the chain's recorded runs exactly."""
+empty for the honest-alone baseline, the seats each strategy takes, the near-copy ratio, the
+summary's bar at exactly 1 pp, a short real run (MNIST 5k, IID, two rounds) whose gaps are its
+own accuracies' differences, and seed 0 replaying the chain's recorded runs exactly."""
 
 from __future__ import annotations
 
@@ -34,20 +34,30 @@ def row(seed: int, strategy: str, vs_ten: float, vs_alone: float, **extra: Any) 
         "relative_reward_total": extra.get("total", 0.5),
         "worst_relative_reward_after_round_1": extra.get("worst", 0.9),
         "reward_bar": extra.get("reward_bar", True),
+        "near_copy_fixed": extra.get("near_copy"),
+        "near_copy_by_round": extra.get("near_copy"),
     }
 
 
 def test_the_sybils_take_three_seats_and_every_other_attacker_one() -> None:
     assert seeds.seats("sybils") == 3
     assert seeds.seats("sybils_noisy") == 3
-    for strategy in ("free_rider", "predictor", "stale", "noise", "copycat", "copycat_paid"):
+    for strategy in (
+        "free_rider",
+        "predictor",
+        "stale",
+        "noise",
+        "copycat",
+        "copycat_paid",
+        "copycat_masked",
+    ):
         assert seeds.seats(strategy) == 1
 
 
 def test_summary_lists_a_seed_only_beyond_one_pp_below_each_baseline() -> None:
     rows = [
-        row(0, "copycat", -1.0, -1.0),  # exactly on the bar: within it
-        row(1, "copycat", -1.01, -0.2, last_3=-0.5),
+        row(0, "copycat", -1.0, -1.0, near_copy=0.0),  # exactly on the bar: within it
+        row(1, "copycat", -1.01, -0.2, last_3=-0.5, near_copy=1.5),
         row(2, "copycat", -2.5, -1.5, beats_all=[3, 4], worst="inf", reward_bar=False),
         row(0, "stale", -1.8, 0.0, total=None, worst=None),
     ]
@@ -65,7 +75,10 @@ def test_summary_lists_a_seed_only_beyond_one_pp_below_each_baseline() -> None:
     assert copycat["reward_bar_fails"] == [2]
     assert copycat["worst_relative_reward_total"] == 0.5
     assert copycat["worst_relative_reward_after_round_1"] == "inf"  # only the copycat was paid
+    assert copycat["lowest_near_copy_fixed"] == 0.0  # seed 2's run has none
+    assert copycat["lowest_near_copy_by_round"] == 0.0
     stale = by_strategy["stale"]
+    assert stale["lowest_near_copy_fixed"] is None
     assert stale["below_ten"] == [0]
     assert stale["below_alone"] == []
     assert stale["reward_bar_fails"] == []
@@ -83,11 +96,11 @@ def test_summary_lists_a_seed_only_beyond_one_pp_below_each_baseline() -> None:
     )
     assert (
         "| dirichlet | trimmed | copycat | 1 2 | -2.5 / -1.5 | 2 | -1.5 / -0.9 | -1.5 | 2 "
-        "| 0.5 / inf | 2 |" in table
+        "| 0.5 / inf | 2 | 0.0 / 0.0 |" in table
     )
     assert (
         "| dirichlet | trimmed | stale | 0 | -1.8 / -1.8 | none | +0.0 / +0.0 | +0.0 | none "
-        "| - / - | none |" in table
+        "| - / - | none | - / - |" in table
     )
 
 
@@ -178,3 +191,27 @@ def test_seed_0_replays_the_chains_recommended_dirichlet_runs_exactly() -> None:
             == (chain["worst_relative_reward_after_round_1"])
         )
         assert bar["reward_bar"] == chain["reward_bar"]
+
+
+def test_near_copy_ratios_set_the_attackers_nearest_distance_against_the_honest_smallest() -> None:
+    def step(*updates: list[int]) -> tuple[Any, list[np.ndarray], Any, Any]:
+        return (None, [np.array(u) for u in updates], None, None)
+
+    roles = ["copycat", "honest", "honest", "absent"]
+    trace = [
+        step([0, 0], [10, 0], [0, 10], [99, 99]),
+        # Round 2: the copy lies 1 from round 1's [10, 0], the honest clients 4 and 8 from
+        # theirs. The absent seat's vector counts neither as an update nor as one to copy.
+        step([10, 1], [10, 4], [8, 10], [99, 98]),
+        # Round 3: the attacker 22 from [8, 10], the nearest honest client 2 from [10, 4].
+        step([20, 20], [10, 6], [0, 0], [10, 4]),
+    ]
+    # By round: 1 / 4, then 22 / 2. Fixed: the attacker's nearest over the run (1) over the
+    # honest clients' (2): a threshold of 2 would refuse it in round 2 and nobody else.
+    assert seeds.near_copy_ratios(roles, trace) == {"fixed": 0.5, "by_round": 0.25}
+    assert seeds.near_copy_ratios(roles, trace[1:]) == {"fixed": 11.0, "by_round": 11.0}
+    assert seeds.near_copy_ratios(roles, trace[:1]) == {"fixed": None, "by_round": None}
+    assert seeds.near_copy_ratios(["honest", "absent"], trace) == {
+        "fixed": None,
+        "by_round": None,
+    }
