@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from bench import incentive_rules
 from bench.common import machine, write_json
 from bench.incentive_rules import (
     l1,
@@ -78,17 +79,8 @@ COMMAND = ".venv/bin/python -m bench.incentive_seeds"
 ROUNDS = 10
 SEEDS = (0, 1, 2, 3, 4)
 AGGREGATORS = ("trimmed", "mean")  # the recommended average; FedAvg with the bounds
-STRATEGIES = (
-    "free_rider",
-    "predictor",
-    "stale",
-    "noise",
-    "sybils",
-    "sybils_noisy",
-    "copycat",
-    "copycat_paid",
-    "copycat_masked",
-)
+# The rules' grid, and the copycat's answer to a near-copy detector.
+STRATEGIES = (*incentive_rules.STRATEGIES, "copycat_masked")
 RULE = "progress"  # the recommended rule: the copycat copies what it pays best
 BAR_PP = 1.0
 
